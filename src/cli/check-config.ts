@@ -1,0 +1,25 @@
+import { configPath, loadConfig, ConfigError } from '../config/load.js';
+import { EXIT } from '../exit-codes.js';
+import { configOption, type Command } from './command.js';
+
+export const checkConfigCommand: Command = {
+  name: 'check-config',
+  summary: 'validate a config file and exit 0 (valid) or 78 (invalid, every problem listed)',
+  usage: 'edge-sensor check-config [--config PATH] [--print]',
+  options: { ...configOption, print: { type: 'boolean' } },
+  async run(values) {
+    const file = configPath(values.config as string | undefined);
+    try {
+      const cfg = loadConfig(file);
+      if (values.print) process.stdout.write(JSON.stringify(cfg, null, 2) + '\n');
+      process.stdout.write(`${file}: ok (${cfg.sensors.length} sensors, device ${cfg.device.id}, database ${cfg.database.path})\n`);
+      return EXIT.OK;
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(err.message + '\n');
+        return EXIT.CONFIG;
+      }
+      throw err;
+    }
+  },
+};

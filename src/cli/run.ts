@@ -1,0 +1,61 @@
+import { configPath, loadConfig, ConfigError } from '../config/load.js';
+import { Daemon } from '../daemon.js';
+import { EXIT } from '../exit-codes.js';
+import { StoreOpenError } from '../store/database.js';
+import { createLogger } from '../util/logger.js';
+import { VERSION } from '../version.js';
+import { configOption, type Command } from './command.js';
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'run the daemon: sample into SQLite, sync over MQTT (stop with SIGTERM or Ctrl-C)',
+  usage: 'edge-sensor run [--config PATH]   (default: $EDGE_SENSOR_CONFIG or config/default.yaml)',
+  options: { ...configOption },
+  async run(values) {
+    const file = configPath(values.config as string | undefined);
+    let config;
+    try {
+      config = loadConfig(file);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(err.message + '\n');
+        return EXIT.CONFIG;
+      }
+      throw err;
+    }
+    const log = createLogger(config.log.level);
+    log.info({ version: VERSION, config: file, device: config.device.id, node: process.version }, 'edge-sensor starting');
+    const daemon = new Daemon(config, log);
+    try {
+      await daemon.start();
+    } catch (err) {
+      await daemon.stop('start failed').catch(() => {});
+      if (err instanceof StoreOpenError) {
+        log.fatal({ err, path: err.path, kind: err.kind }, err.message);
+        return err.kind === 'foreign' || err.kind === 'newer-schema' ? EXIT.DATA : EXIT.CANTCREAT;
+      }
+      log.fatal({ err }, 'start failed');
+      return EXIT.FAILURE;
+    }
+    return new Promise<number>((resolve) => {
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) {
+          log.warn({ signal: sig }, 'second signal: exiting now');
+          resolve(EXIT.FAILURE);
+          return;
+        }
+        daemon.stop(sig).then(
+          () => resolve(EXIT.OK),
+          (err) => {
+            log.error({ err }, 'error while stopping');
+            resolve(EXIT.FAILURE);
+          },
+        );
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    });
+  },
+};

@@ -1,0 +1,199 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import cron from 'node-cron';
+import { parseDuration, parseSize } from '../util/duration.js';
+
+// Every object is strict: an unknown key is "either a typo or an option that does not exist"
+// (Telegraf) and is reported rather than ignored.
+
+const duration = (what: string) =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration for ${what} (milliseconds, or e.g. "30s", "15m", "3d"), got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const size = (what: string) =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const n = parseSize(v);
+    if (n === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a size for ${what} (bytes, or e.g. "512MB", "2GiB"), got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
+
+const schedule = z.string().refine((s) => cron.validate(s), {
+  message: 'expected a cron expression with 5 or 6 fields, e.g. "*/5 * * * * *" (every 5 seconds)',
+});
+
+const sensorName = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'expected 1-64 characters of A-Z a-z 0-9 _ . : -');
+
+const sensorBase = {
+  name: sensorName,
+  schedule,
+  unit: z.string().max(32).optional(),
+};
+
+const simulated = z.strictObject({
+  type: z.literal('simulated'),
+  ...sensorBase,
+  count: int(1, 100_000).default(1),
+  min: z.number().default(15),
+  max: z.number().default(30),
+  start: z.number().optional(),
+  step: z.number().positive().default(0.5),
+  seed: int(0, 2 ** 31 - 1).optional(),
+});
+
+const cpuTemperature = z.strictObject({ type: z.literal('cpu-temperature'), ...sensorBase });
+const cpuLoad = z.strictObject({ type: z.literal('cpu-load'), ...sensorBase });
+const memory = z.strictObject({
+  type: z.literal('memory'),
+  ...sensorBase,
+  measure: z.enum(['used-percent', 'available-bytes']).default('used-percent'),
+});
+const disk = z.strictObject({
+  type: z.literal('disk'),
+  ...sensorBase,
+  mount: z.string().default('/'),
+  measure: z.enum(['used-percent', 'free-bytes']).default('used-percent'),
+});
+
+export const sensorSchema = z.discriminatedUnion('type', [simulated, cpuTemperature, cpuLoad, memory, disk]);
+
+const defaultSensors = [
+  { type: 'simulated', name: 'sim-temp', unit: '°C', schedule: '*/5 * * * * *' },
+  { type: 'cpu-load', name: 'cpu-load', schedule: '*/10 * * * * *' },
+];
+
+export const configSchema = z
+  .strictObject({
+    device: z
+      .strictObject({
+        id: z
+          .string()
+          .regex(/^[^/#+\s]{1,128}$/, 'expected 1-128 characters without "/", "#", "+" or spaces (it is part of MQTT topics)')
+          .default(() => hostname()),
+      })
+      .prefault({}),
+    database: z
+      .strictObject({
+        path: z.string().min(1).default('./data/edge-sensor.db'),
+        // FULL: a reading reported committed survives a power cut (NORMAL lost some in our own trial)
+        synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
+        busyTimeoutMs: int(0, 600_000).default(5000),
+      })
+      .prefault({}),
+    mqtt: z
+      .strictObject({
+        url: z
+          .string()
+          .default('mqtt://127.0.0.1:1883')
+          .refine((u) => /^(mqtts?|wss?|tcp|ssl):\/\/[^\s]+$/.test(u), 'expected a URL like mqtt://host:1883 or mqtts://host:8883'),
+        topicPrefix: z
+          .string()
+          .regex(/^[^#+\s]+$/, 'expected a topic prefix without wildcards or spaces')
+          .refine((s) => !s.startsWith('/') && !s.endsWith('/'), 'expected no leading or trailing "/"')
+          .default('edge-sensor'),
+        protocolVersion: z.union([z.literal(5), z.literal(4)], { error: 'expected 5 (MQTT 5) or 4 (MQTT 3.1.1)' }).default(5),
+        clientId: z.string().min(1).max(128).optional(),
+        keepaliveSec: int(0, 65535).default(30),
+        connectTimeoutMs: int(100, 600_000).default(10_000),
+        sessionExpirySec: int(0, 0xffffffff).default(3600),
+      })
+      .prefault({}),
+    sync: z
+      .strictObject({
+        batchSize: int(1, 100_000).default(500),
+        maxInFlight: int(1, 1000).default(8),
+        intervalMs: int(10, 3_600_000).default(1000),
+        publishTimeoutMs: int(100, 600_000).default(10_000),
+        shutdownTimeoutMs: int(0, 600_000).default(5000),
+        compression: z.enum(['none', 'gzip']).default('none'),
+        retry: z
+          .strictObject({
+            initialDelayMs: int(1, 3_600_000).default(1000),
+            maxDelayMs: int(1, 86_400_000).default(300_000),
+            maxAttempts: int(1, 1_000_000).default(10),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    status: z
+      .strictObject({
+        intervalMs: int(1000, 86_400_000).default(30_000),
+      })
+      .prefault({}),
+    retention: z
+      .strictObject({
+        syncedMaxAge: duration('retention.syncedMaxAge').default(3 * 86_400_000),
+        pruneIntervalMs: int(1000, 86_400_000).default(60_000),
+        syncLogMaxRows: int(100, 10_000_000).default(10_000),
+      })
+      .prefault({}),
+    control: z
+      .strictObject({
+        socketPath: z.string().min(1).optional(),
+      })
+      .prefault({}),
+    host: z
+      .strictObject({
+        procRoot: z.string().default('/proc'),
+        sysRoot: z.string().default('/sys'),
+      })
+      .prefault({}),
+    sensors: z.array(sensorSchema).default(defaultSensors as never),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .prefault({}),
+  });
+
+/**
+ * Rules across fields, checked on the raw input so that they are reported together with
+ * every other problem (zod skips refinements of an object that already has issues).
+ */
+export function crossFieldProblems(input: unknown): Array<{ path: Array<string | number>; message: string }> {
+  const out: Array<{ path: Array<string | number>; message: string }> = [];
+  const obj = (v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const root = obj(input);
+  const sensors = root?.sensors;
+  if (Array.isArray(sensors)) {
+    const seen = new Map<string, number>();
+    sensors.forEach((raw, i) => {
+      const s = obj(raw);
+      if (!s) return;
+      if (typeof s.name === 'string') {
+        const first = seen.get(s.name);
+        if (first !== undefined) out.push({ path: ['sensors', i, 'name'], message: `expected a unique sensor name; "${s.name}" is also sensors[${first}]` });
+        else seen.set(s.name, i);
+      }
+      if (s.type === 'simulated') {
+        const min = typeof s.min === 'number' ? s.min : 15;
+        const max = typeof s.max === 'number' ? s.max : 30;
+        if (max <= min) out.push({ path: ['sensors', i, 'max'], message: `expected max > min (${min})` });
+      }
+    });
+  }
+  const retry = obj(obj(root?.sync)?.retry);
+  if (retry) {
+    const initial = typeof retry.initialDelayMs === 'number' ? retry.initialDelayMs : 1000;
+    const max = typeof retry.maxDelayMs === 'number' ? retry.maxDelayMs : 300_000;
+    if (max < initial) out.push({ path: ['sync', 'retry', 'maxDelayMs'], message: `expected maxDelayMs >= initialDelayMs (${initial})` });
+  }
+  return out;
+}
+
+export type Config = z.output<typeof configSchema>;
+export type SensorConfig = z.output<typeof sensorSchema>;
+export type SyncConfig = Config['sync'];
+export type MqttConfig = Config['mqtt'];
+export type DatabaseConfig = Config['database'];
+export type RetentionConfig = Config['retention'];

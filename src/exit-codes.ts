@@ -1,0 +1,10 @@
+/** Exit codes, after sysexits.h where one fits, so systemd and scripts can tell failures apart. */
+export const EXIT = {
+  OK: 0,
+  FAILURE: 1,
+  USAGE: 64, // EX_USAGE: bad command line
+  DATA: 65, // EX_DATAERR: the database belongs to another program or a newer edge-sensor
+  UNAVAILABLE: 69, // EX_UNAVAILABLE: the daemon is not running
+  CANTCREAT: 73, // EX_CANTCREAT: the database cannot be opened or created
+  CONFIG: 78, // EX_CONFIG: the configuration is invalid
+} as const;

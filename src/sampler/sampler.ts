@@ -1,0 +1,165 @@
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Logger } from '../util/logger.js';
+import type { Sensor } from '../sensors/index.js';
+import { FLAG_CLOCK_SUSPECT, type NewReading, type Tick } from '../store/store.js';
+
+/** Where the sampler puts readings: the store's append. */
+export interface ReadingSink {
+  appendTicks(ticks: readonly Tick[]): unknown;
+}
+
+export interface ScheduledSensor {
+  sensor: Sensor;
+  schedule: string;
+}
+
+export interface SamplerOptions {
+  /** a read that takes longer is abandoned and counted as an error */
+  readTimeoutMs: number;
+  /** readings taken while the clock shows an earlier time are flagged: the clock is not set yet */
+  clockFloorMs: number;
+  now?: () => number;
+}
+
+export interface SensorStats {
+  ticks: number;
+  readings: number;
+  errors: number;
+  skipped: number;
+  lastError?: string;
+}
+
+export interface SamplerStats {
+  sensors: Record<string, SensorStats>;
+  written: number;
+  /** readings that were taken but could not be stored (disk full, I/O error) */
+  lost: number;
+  lastWriteError?: string;
+}
+
+/**
+ * Runs each sensor on its node-cron schedule (seconds allowed, no overlapping runs) and
+ * writes what it reads at once. Readings of sensors that finish in the same event-loop turn
+ * share one transaction (one fsync). A failing sensor is logged and counted; it never stops
+ * the others. A failing write is logged and counted as lost; sampling goes on.
+ */
+export class Sampler {
+  private readonly tasks: ScheduledTask[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private queue: Tick[] = [];
+  private flushScheduled = false;
+  private stopped = false;
+  readonly stats: SamplerStats = { sensors: {}, written: 0, lost: 0 };
+  /** called after each successful write with the number of readings (the sync loop listens) */
+  onWritten: (count: number) => void = () => {};
+  /** called with the number of readings a failed write lost */
+  onLost: (count: number, err: Error) => void = () => {};
+
+  constructor(
+    private readonly sensors: readonly ScheduledSensor[],
+    private readonly sink: ReadingSink,
+    private readonly log: Logger,
+    private readonly opts: SamplerOptions,
+  ) {
+    for (const { sensor } of sensors) this.stats.sensors[sensor.name] = { ticks: 0, readings: 0, errors: 0, skipped: 0 };
+  }
+
+  start(): void {
+    const cronLogger = {
+      info: (m: string) => this.log.debug({ cron: true }, m),
+      warn: (m: string) => this.log.debug({ cron: true }, m),
+      error: (m: string | Error, e?: Error) => this.log.error({ err: e ?? m }, 'scheduler error'),
+      debug: () => {},
+    };
+    for (const { sensor, schedule } of this.sensors) {
+      const task = cron.schedule(schedule, () => this.tick(sensor), { name: sensor.name, noOverlap: true, logger: cronLogger });
+      task.on('execution:overlap', () => {
+        this.stats.sensors[sensor.name].skipped++;
+      });
+      this.tasks.push(task);
+    }
+    this.log.info({ sensors: this.sensors.map((s) => `${s.sensor.name}@${s.schedule}`) }, 'sampling started');
+  }
+
+  /** One sampling tick of one sensor. Never throws. */
+  tick(sensor: Sensor): Promise<void> {
+    const p = this.runTick(sensor).finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+    return p;
+  }
+
+  private async runTick(sensor: Sensor): Promise<void> {
+    if (this.stopped) return;
+    const st = this.stats.sensors[sensor.name];
+    const now = this.opts.now ?? Date.now;
+    const tsMs = now();
+    st.ticks++;
+    let readings: NewReading[];
+    try {
+      readings = await withTimeout(Promise.resolve(sensor.read()), this.opts.readTimeoutMs, `sensor ${sensor.name} did not answer within ${this.opts.readTimeoutMs} ms`);
+    } catch (err) {
+      st.errors++;
+      st.lastError = (err as Error).message;
+      this.log.warn({ sensor: sensor.name, err, errors: st.errors }, 'sensor read failed');
+      return;
+    }
+    if (readings.length === 0) return;
+    st.readings += readings.length;
+    this.enqueue({ tsMs, flags: tsMs < this.opts.clockFloorMs ? FLAG_CLOCK_SUSPECT : 0, readings });
+  }
+
+  private enqueue(tick: Tick): void {
+    this.queue.push(tick);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Writes everything queued in one transaction. */
+  flush(): void {
+    this.flushScheduled = false;
+    const ticks = this.queue;
+    if (ticks.length === 0) return;
+    this.queue = [];
+    let count = 0;
+    for (const t of ticks) count += t.readings.length;
+    try {
+      this.sink.appendTicks(ticks);
+      this.stats.written += count;
+      if (this.stats.lastWriteError) {
+        this.log.info({ lost: this.stats.lost }, 'writing readings works again');
+        this.stats.lastWriteError = undefined;
+      }
+      this.onWritten(count);
+    } catch (err) {
+      this.stats.lost += count;
+      const e = err as Error & { code?: string };
+      const first = this.stats.lastWriteError === undefined;
+      this.stats.lastWriteError = e.code ?? e.message;
+      // one error line when the trouble starts, then at most one per 1000 lost readings
+      if (first || this.stats.lost % 1000 < count) {
+        this.log.error({ err: e, code: e.code, lostNow: count, lostTotal: this.stats.lost }, 'cannot store readings; they are lost');
+      }
+      this.onLost(count, e);
+    }
+  }
+
+  /** Stops scheduling, waits for reads in progress, writes what they produced. */
+  async stop(): Promise<void> {
+    for (const t of this.tasks) await t.stop();
+    for (const t of this.tasks) await t.destroy();
+    this.tasks.length = 0;
+    await Promise.allSettled([...this.inFlight]);
+    this.stopped = true;
+    this.flush();
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,58 @@
+import type { NewReading } from '../../store/store.js';
+import type { Sensor, SensorContext } from '../sensor.js';
+import { isLinux, join, readText, type HostRoots } from './host-fs.js';
+
+export interface MemInfo {
+  totalBytes: number;
+  availableBytes: number;
+}
+
+/** MemTotal and MemAvailable from /proc/meminfo (kB). */
+export function parseMeminfo(text: string): MemInfo | undefined {
+  const kb = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+)\\s*kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : undefined;
+  };
+  const totalBytes = kb('MemTotal');
+  const availableBytes = kb('MemAvailable');
+  if (!totalBytes || availableBytes === undefined) return undefined;
+  return { totalBytes, availableBytes };
+}
+
+/** Memory in use (percent of total, as `free` counts it: total minus available) or available bytes. */
+export class MemorySensor implements Sensor {
+  readonly type = 'memory';
+  private warned = false;
+
+  constructor(
+    readonly name: string,
+    private readonly measure: 'used-percent' | 'available-bytes',
+    private readonly unit: string,
+    private readonly roots: HostRoots,
+    private readonly ctx: SensorContext,
+  ) {}
+
+  async read(): Promise<NewReading[]> {
+    let info: MemInfo | undefined;
+    if (isLinux) {
+      const text = readText(join(this.roots.procRoot, 'meminfo'));
+      info = text === undefined ? undefined : parseMeminfo(text);
+    } else {
+      const si = await import('systeminformation');
+      const m = await si.mem();
+      info = { totalBytes: m.total, availableBytes: m.available };
+    }
+    if (!info) {
+      if (!this.warned) {
+        this.warned = true;
+        this.ctx.warn({ sensor: this.name }, 'cannot read memory figures; this sensor reports nothing');
+      }
+      return [];
+    }
+    const value =
+      this.measure === 'used-percent'
+        ? Math.round((10000 * (info.totalBytes - info.availableBytes)) / info.totalBytes) / 100
+        : info.availableBytes;
+    return [{ sensor: this.name, value, unit: this.unit }];
+  }
+}

@@ -1,0 +1,46 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * Forward migrations, indexed by the version they start from (PRAGMA user_version).
+ * Never edit a shipped migration: add a new one.
+ */
+export const MIGRATIONS: Array<(db: Database.Database) => void> = [
+  // 0 -> 1: the original demo's three tables, with the columns a reading needs.
+  (db) => {
+    db.exec(`
+      CREATE TABLE transactions (
+        id             TEXT PRIMARY KEY,          -- UUIDv7, time-ordered
+        timestamp      TEXT NOT NULL,             -- ISO 8601 UTC, milliseconds
+        amount         REAL,                      -- the reading's value
+        description    TEXT,
+        synced         INTEGER NOT NULL DEFAULT 0,
+        sync_timestamp TEXT,
+        retry_count    INTEGER NOT NULL DEFAULT 0, -- failed attempts of any kind
+        sensor         TEXT NOT NULL,
+        unit           TEXT,
+        seq            INTEGER NOT NULL,          -- per-device, strictly increasing; also the rowid
+        reject_count   INTEGER NOT NULL DEFAULT 0, -- refusals by the broker; parks at sync.retry.maxAttempts
+        parked_at      TEXT,                      -- set when parked: excluded from sync until requeued
+        flags          INTEGER NOT NULL DEFAULT 0  -- bit 0: clock was not trustworthy when sampled
+      );
+      -- pending rows oldest first, without touching synced ones
+      CREATE INDEX transactions_pending ON transactions(seq) WHERE synced = 0 AND parked_at IS NULL;
+      CREATE INDEX transactions_parked ON transactions(seq) WHERE parked_at IS NOT NULL;
+
+      CREATE TABLE sync_log (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        timestamp  TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        details    TEXT
+      );
+
+      CREATE TABLE config (
+        key          TEXT PRIMARY KEY,
+        value        TEXT,
+        last_updated TEXT NOT NULL
+      );
+    `);
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,0 +1,260 @@
+import { statSync } from 'node:fs';
+import type Database from 'better-sqlite3';
+import { uuidv7 } from '../util/uuidv7.js';
+import { openDatabase, type OpenOptions, type SqliteDb } from './database.js';
+
+/** A value as a sensor produced it, before it is stored. */
+export interface NewReading {
+  sensor: string;
+  value: number | null;
+  unit: string | null;
+  description?: string | null;
+}
+
+/** The readings of one sampling tick: one timestamp, one set of flags. */
+export interface Tick {
+  tsMs: number;
+  flags: number;
+  readings: readonly NewReading[];
+}
+
+/** flags bit: the wall clock was not trustworthy when the reading was taken */
+export const FLAG_CLOCK_SUSPECT = 1;
+
+/** A stored reading that has not been acknowledged yet, as the sync loop sees it. */
+export interface PendingRow {
+  id: string;
+  seq: number;
+  ts: string;
+  sensor: string;
+  value: number | null;
+  unit: string | null;
+  description: string | null;
+  flags: number;
+}
+
+export interface AppendResult {
+  firstSeq: number;
+  lastSeq: number;
+  count: number;
+}
+
+export interface StoreStats {
+  pending: number;
+  parked: number;
+  syncedTotal: number;
+  oldestPendingTs: string | null;
+  lastSeq: number;
+  fileBytes: number;
+}
+
+export interface SyncLogEntry {
+  id: number;
+  timestamp: string;
+  event_type: string;
+  details: unknown;
+}
+
+const PENDING = 'synced = 0 AND parked_at IS NULL';
+
+/**
+ * The durable buffer. The sync loop sees only this interface: append, take the oldest pending,
+ * settle what was taken (synced / failed attempt), stats. It knows nothing of MQTT.
+ */
+export class Store {
+  readonly db: SqliteDb;
+  private readonly stmts: ReturnType<Store['prepare']>;
+  private readonly appendTx: Database.Transaction<(ticks: readonly Tick[]) => AppendResult>;
+
+  constructor(
+    readonly path: string,
+    opts: OpenOptions = {},
+  ) {
+    this.db = openDatabase(path, opts);
+    this.stmts = this.prepare();
+    this.appendTx = this.db.transaction((ticks: readonly Tick[]) => {
+      const s = this.stmts;
+      // seq = max(rowid) + 1 inside the write transaction: the daemon and a CLI `record`
+      // can both write without a shared counter. Retention never deletes the newest row,
+      // so seq never goes backwards. rowid = seq keeps the table ordered by seq.
+      const first = ((s.maxSeq.get() as { m: number | null }).m ?? 0) + 1;
+      let seq = first;
+      for (const t of ticks) {
+        const ts = new Date(t.tsMs).toISOString();
+        for (const r of t.readings) {
+          s.insert.run(seq, uuidv7(t.tsMs), ts, r.value, r.description ?? null, r.sensor, r.unit, seq, t.flags);
+          seq++;
+        }
+      }
+      return { firstSeq: first, lastSeq: seq - 1, count: seq - first };
+    });
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      maxSeq: db.prepare('SELECT max(rowid) AS m FROM transactions'),
+      insert: db.prepare(
+        `INSERT INTO transactions (rowid, id, timestamp, amount, description, sensor, unit, seq, flags)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      takePending: db.prepare(
+        `SELECT id, seq, timestamp AS ts, sensor, amount AS value, unit, description, flags
+         FROM transactions WHERE ${PENDING} AND seq > ? ORDER BY seq LIMIT ?`,
+      ),
+      markSynced: db.prepare(`UPDATE transactions SET synced = 1, sync_timestamp = ? WHERE rowid = ? AND synced = 0`),
+      attemptUnknown: db.prepare(`UPDATE transactions SET retry_count = retry_count + 1 WHERE rowid = ? AND ${PENDING}`),
+      attemptRejected: db.prepare(
+        `UPDATE transactions SET retry_count = retry_count + 1, reject_count = reject_count + 1,
+           parked_at = CASE WHEN reject_count + 1 >= ? THEN ? ELSE NULL END
+         WHERE rowid = ? AND ${PENDING} RETURNING parked_at IS NOT NULL AS parked`,
+      ),
+      requeueAll: db.prepare(`UPDATE transactions SET parked_at = NULL, reject_count = 0 WHERE parked_at IS NOT NULL AND synced = 0`),
+      requeueId: db.prepare(`UPDATE transactions SET parked_at = NULL, reject_count = 0 WHERE id = ? AND parked_at IS NOT NULL AND synced = 0`),
+      countPending: db.prepare(`SELECT count(*) AS n FROM transactions WHERE ${PENDING}`),
+      countParked: db.prepare(`SELECT count(*) AS n FROM transactions WHERE parked_at IS NOT NULL`),
+      oldestPending: db.prepare(`SELECT timestamp FROM transactions WHERE ${PENDING} ORDER BY seq LIMIT 1`),
+      getConfig: db.prepare('SELECT value FROM config WHERE key = ?'),
+      setConfig: db.prepare(
+        `INSERT INTO config (key, value, last_updated) VALUES (?, ?, ?)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value, last_updated = excluded.last_updated`,
+      ),
+      addConfigInt: db.prepare(
+        `INSERT INTO config (key, value, last_updated) VALUES (?, ?, ?)
+         ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER), last_updated = excluded.last_updated`,
+      ),
+      logEvent: db.prepare('INSERT INTO sync_log (timestamp, event_type, details) VALUES (?, ?, ?)'),
+      recentLog: db.prepare('SELECT id, timestamp, event_type, details FROM sync_log WHERE id > ? ORDER BY id DESC LIMIT ?'),
+      pruneLog: db.prepare('DELETE FROM sync_log WHERE id <= (SELECT max(id) FROM sync_log) - ?'),
+    };
+  }
+
+  /** Stores the readings of one sampling tick in one transaction. They are safe when this returns. */
+  append(readings: readonly NewReading[], tsMs: number = Date.now(), flags = 0): AppendResult {
+    return this.appendTicks([{ tsMs, flags, readings }]);
+  }
+
+  /** Stores several ticks (sensors that fired together) in one transaction: one fsync for all. */
+  appendTicks(ticks: readonly Tick[]): AppendResult {
+    return this.appendTx.immediate(ticks);
+  }
+
+  /** The oldest pending rows with seq > afterSeq, oldest first (through the partial index). */
+  takePending(limit: number, afterSeq = 0): PendingRow[] {
+    return this.stmts.takePending.all(afterSeq, limit) as PendingRow[];
+  }
+
+  /** Acknowledged by the broker: synced in one transaction, with the running total. */
+  markSynced(seqs: readonly number[], atMs: number = Date.now()): number {
+    const at = new Date(atMs).toISOString();
+    const tx = this.db.transaction(() => {
+      let n = 0;
+      for (const seq of seqs) n += this.stmts.markSynced.run(at, seq).changes;
+      if (n > 0) this.stmts.addConfigInt.run('synced_total', n, at);
+      return n;
+    });
+    return tx.immediate();
+  }
+
+  /** The outcome is unknown (timeout, connection lost): rows stay pending, the attempt is counted. */
+  recordUnknown(seqs: readonly number[]): void {
+    const tx = this.db.transaction(() => {
+      for (const seq of seqs) this.stmts.attemptUnknown.run(seq);
+    });
+    tx.immediate();
+  }
+
+  /** The broker refused the rows: counted; parked once refused maxAttempts times. Returns how many were parked. */
+  recordRejected(seqs: readonly number[], maxAttempts: number, atMs: number = Date.now()): number {
+    const at = new Date(atMs).toISOString();
+    const tx = this.db.transaction(() => {
+      let parked = 0;
+      for (const seq of seqs) {
+        const r = this.stmts.attemptRejected.get(maxAttempts, at, seq) as { parked: number } | undefined;
+        if (r?.parked) parked++;
+      }
+      return parked;
+    });
+    return tx.immediate();
+  }
+
+  /** Parked rows back to pending. With no ids, all of them. Returns the number requeued. */
+  requeue(ids?: readonly string[]): number {
+    const tx = this.db.transaction(() => {
+      if (!ids) return this.stmts.requeueAll.run().changes;
+      let n = 0;
+      for (const id of ids) n += this.stmts.requeueId.run(id).changes;
+      return n;
+    });
+    return tx.immediate();
+  }
+
+  countPending(): number {
+    return (this.stmts.countPending.get() as { n: number }).n;
+  }
+
+  stats(): StoreStats {
+    const oldest = this.stmts.oldestPending.get() as { timestamp: string } | undefined;
+    return {
+      pending: this.countPending(),
+      parked: (this.stmts.countParked.get() as { n: number }).n,
+      syncedTotal: Number(this.getConfig('synced_total') ?? 0),
+      oldestPendingTs: oldest?.timestamp ?? null,
+      lastSeq: (this.stmts.maxSeq.get() as { m: number | null }).m ?? 0,
+      fileBytes: this.fileBytes(),
+    };
+  }
+
+  /** Bytes on disk: the database plus its write-ahead log. */
+  fileBytes(): number {
+    let n = 0;
+    for (const suffix of ['', '-wal']) {
+      try {
+        n += statSync(this.path + suffix).size;
+      } catch {
+        /* no WAL right now */
+      }
+    }
+    return n;
+  }
+
+  getConfig(key: string): string | undefined {
+    const r = this.stmts.getConfig.get(key) as { value: string | null } | undefined;
+    return r?.value ?? undefined;
+  }
+
+  setConfig(key: string, value: string, atMs: number = Date.now()): void {
+    this.stmts.setConfig.run(key, value, new Date(atMs).toISOString());
+  }
+
+  addConfigInt(key: string, delta: number, atMs: number = Date.now()): void {
+    this.stmts.addConfigInt.run(key, delta, new Date(atMs).toISOString());
+  }
+
+  logEvent(eventType: string, details: Record<string, unknown> = {}, atMs: number = Date.now()): void {
+    this.stmts.logEvent.run(new Date(atMs).toISOString(), eventType, JSON.stringify(details));
+  }
+
+  /** Newest sync_log events after id `afterId`, returned oldest first. */
+  recentLog(limit: number, afterId = 0): SyncLogEntry[] {
+    const rows = this.stmts.recentLog.all(afterId, limit) as Array<{ id: number; timestamp: string; event_type: string; details: string | null }>;
+    return rows.reverse().map((r) => ({ ...r, details: r.details ? safeJson(r.details) : null }));
+  }
+
+  /** Keeps the newest maxRows sync_log events. */
+  pruneLog(maxRows: number): number {
+    return this.stmts.pruneLog.run(maxRows).changes;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function safeJson(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s;
+  }
+}
