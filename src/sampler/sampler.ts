@@ -46,6 +46,8 @@ export interface SamplerStats {
 export class Sampler {
   private readonly tasks: ScheduledTask[] = [];
   private readonly inFlight = new Set<Promise<void>>();
+  /** sensors whose read has not returned, even if it was abandoned after its timeout */
+  private readonly busy = new Set<string>();
   private queue: Tick[] = [];
   private flushScheduled = false;
   private stopped = false;
@@ -90,13 +92,22 @@ export class Sampler {
 
   private async runTick(sensor: Sensor): Promise<void> {
     if (this.stopped) return;
-    const st = this.stats.sensors[sensor.name];
+    const st = (this.stats.sensors[sensor.name] ??= { ticks: 0, readings: 0, errors: 0, skipped: 0 });
+    if (this.busy.has(sensor.name)) {
+      // a read that hung past its timeout is still running: never start a second one beside it
+      st.skipped++;
+      return;
+    }
     const now = this.opts.now ?? Date.now;
     const tsMs = now();
     st.ticks++;
     let readings: NewReading[];
     try {
-      readings = await withTimeout(Promise.resolve(sensor.read()), this.opts.readTimeoutMs, `sensor ${sensor.name} did not answer within ${this.opts.readTimeoutMs} ms`);
+      this.busy.add(sensor.name);
+      const read = Promise.resolve()
+        .then(() => sensor.read())
+        .finally(() => this.busy.delete(sensor.name));
+      readings = await withTimeout(read, this.opts.readTimeoutMs, `sensor ${sensor.name} did not answer within ${this.opts.readTimeoutMs} ms`);
     } catch (err) {
       st.errors++;
       st.lastError = (err as Error).message;

@@ -1,0 +1,142 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { join } from 'node:path';
+import { Sampler, type ReadingSink } from '../src/sampler/sampler.js';
+import { Store, FLAG_CLOCK_SUSPECT, type Tick } from '../src/store/store.js';
+import { SimulatedSensor } from '../src/sensors/simulated.js';
+import type { Sensor } from '../src/sensors/index.js';
+import { silentLogger } from '../src/util/logger.js';
+import { makeTmp } from './helpers/tmp.js';
+
+const sim = (name: string, count = 1) => new SimulatedSensor({ name, unit: 'C', count, min: 0, max: 10, step: 1, seed: 1 });
+const failing = (name: string): Sensor => ({
+  name,
+  type: 'test',
+  read: () => {
+    throw new Error('I2C bus error');
+  },
+});
+const opts = { readTimeoutMs: 1000, clockFloorMs: 0 };
+
+class MemorySink implements ReadingSink {
+  ticks: Tick[] = [];
+  calls = 0;
+  fail = false;
+  appendTicks(ticks: readonly Tick[]) {
+    if (this.fail) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    this.calls++;
+    this.ticks.push(...ticks);
+  }
+  get readings() {
+    return this.ticks.flatMap((t) => t.readings);
+  }
+}
+
+describe('sampler with fake timers', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'Date'] });
+    vi.setSystemTime(new Date('2026-11-26T10:00:00.500Z'));
+  });
+  afterEach(() => vi.useRealTimers());
+
+  it('runs each sensor on its own six-field schedule', async () => {
+    const sink = new MemorySink();
+    const s = new Sampler([{ sensor: sim('every-second'), schedule: '* * * * * *' }, { sensor: sim('every-5s'), schedule: '*/5 * * * * *' }], sink, silentLogger(), opts);
+    s.start();
+    await vi.advanceTimersByTimeAsync(10_000);
+    await s.stop();
+    expect(s.stats.sensors['every-second'].readings).toBeGreaterThanOrEqual(9);
+    expect(s.stats.sensors['every-second'].readings).toBeLessThanOrEqual(11);
+    expect(s.stats.sensors['every-5s'].readings).toBe(2);
+    expect(sink.readings).toHaveLength(s.stats.written);
+  });
+
+  it('one failing sensor is counted and logged; the others go on', async () => {
+    const sink = new MemorySink();
+    const s = new Sampler([{ sensor: failing('broken'), schedule: '* * * * * *' }, { sensor: sim('ok'), schedule: '* * * * * *' }], sink, silentLogger(), opts);
+    s.start();
+    await vi.advanceTimersByTimeAsync(5_000);
+    await s.stop();
+    expect(s.stats.sensors.broken.errors).toBeGreaterThanOrEqual(4);
+    expect(s.stats.sensors.broken.lastError).toMatch(/I2C/);
+    expect(s.stats.sensors.ok.readings).toBeGreaterThanOrEqual(4);
+    expect(sink.readings.every((r) => r.sensor === 'ok')).toBe(true);
+  });
+
+  it('a sensor that hangs is timed out and skipped, not run twice at once', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    const hanging: Sensor = {
+      name: 'slow',
+      type: 'test',
+      read: () =>
+        new Promise((resolve) => {
+          running++;
+          maxRunning = Math.max(maxRunning, running);
+          setTimeout(() => {
+            running--;
+            resolve([]);
+          }, 2500);
+        }),
+    };
+    const s = new Sampler([{ sensor: hanging, schedule: '* * * * * *' }], new MemorySink(), silentLogger(), opts);
+    s.start();
+    await vi.advanceTimersByTimeAsync(6_000);
+    await s.stop();
+    expect(s.stats.sensors.slow.errors).toBeGreaterThanOrEqual(1); // 1 s read timeout
+    expect(s.stats.sensors.slow.skipped).toBeGreaterThanOrEqual(1); // ticks while the hung read ran
+    expect(maxRunning).toBe(1);
+  });
+
+  it('groups sensors that tick together into one write', async () => {
+    const sink = new MemorySink();
+    const sensors = Array.from({ length: 5 }, (_, i) => ({ sensor: sim(`s${i}`), schedule: '* * * * * *' }));
+    const s = new Sampler(sensors, sink, silentLogger(), opts);
+    s.start();
+    await vi.advanceTimersByTimeAsync(3_000);
+    await s.stop();
+    expect(sink.readings.length).toBeGreaterThanOrEqual(10);
+    expect(sink.calls).toBeLessThan(sink.readings.length / 2);
+  });
+
+  it('a failed write is counted as lost and sampling continues', async () => {
+    const sink = new MemorySink();
+    const lost: number[] = [];
+    const s = new Sampler([{ sensor: sim('a', 3), schedule: '* * * * * *' }], sink, silentLogger(), opts);
+    s.onLost = (n) => lost.push(n);
+    s.start();
+    await vi.advanceTimersByTimeAsync(2_000);
+    sink.fail = true;
+    await vi.advanceTimersByTimeAsync(2_000);
+    sink.fail = false;
+    await vi.advanceTimersByTimeAsync(2_000);
+    await s.stop();
+    expect(s.stats.lost).toBeGreaterThanOrEqual(3);
+    expect(lost.reduce((a, b) => a + b, 0)).toBe(s.stats.lost);
+    expect(s.stats.written + s.stats.lost).toBe(s.stats.sensors.a.readings);
+    expect(s.stats.lastWriteError).toBeUndefined();
+  });
+
+  it('flags readings taken while the clock is before the floor', async () => {
+    const sink = new MemorySink();
+    const s = new Sampler([{ sensor: sim('a'), schedule: '* * * * * *' }], sink, silentLogger(), { ...opts, clockFloorMs: Date.parse('2027-01-01') });
+    await s.tick(sim('a'));
+    vi.runAllTicks();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sink.ticks[0].flags & FLAG_CLOCK_SUSPECT).toBe(FLAG_CLOCK_SUSPECT);
+    await s.stop();
+  });
+});
+
+describe('sampler into a real store', () => {
+  it('writes ticks to SQLite and stops cleanly', async () => {
+    const tmp = makeTmp();
+    const store = new Store(join(tmp.dir, 'x.db'));
+    const s = new Sampler([{ sensor: sim('a', 100), schedule: '* * * * * *' }], store, silentLogger(), opts);
+    await s.tick(sim('a', 100));
+    await s.tick(sim('b', 50));
+    await s.stop();
+    expect(store.countPending()).toBe(150);
+    store.close();
+    tmp.cleanup();
+  });
+});
