@@ -3,20 +3,47 @@ import type { Logger } from './util/logger.js';
 import { createSensor } from './sensors/index.js';
 import { Sampler } from './sampler/sampler.js';
 import { Store } from './store/store.js';
-import { CLOCK_FLOOR_MS } from './version.js';
+import { Retention } from './store/retention.js';
+import { SyncLoop, type SyncReport } from './sync/sync-loop.js';
+import { MqttLink, type LinkOptions } from './mqtt/link.js';
+import { StatusReporter, type StatusPayload } from './status/reporter.js';
+import { CLOCK_FLOOR_MS, VERSION } from './version.js';
 
 export interface DaemonOptions {
   now?: () => number;
+  /** secrets and TLS material resolved by the caller (never part of the config object) */
+  link?: Partial<Pick<LinkOptions, 'username' | 'password' | 'tls'>>;
 }
+
+/** Where the daemon stands with the broker, as `status` shows it. */
+export type LinkView = 'online' | 'offline-by-choice' | 'unreachable' | 'connecting' | 'stopped';
+
+export interface DaemonState {
+  pid: number;
+  startedAt: string;
+  link: LinkView;
+  lastError?: string;
+  updatedAt: string;
+}
+
+const MODE_KEY = 'mode';
+const STATE_KEY = 'daemon_state';
 
 /**
  * Builds every module from its config section and starts them in flow order
- * (store → sampler → sync); stops them in reverse. Constructors only assign.
+ * (store → sampler → mqtt link → sync → status); stops them in reverse. Constructors only assign.
  */
 export class Daemon {
   store?: Store;
   sampler?: Sampler;
+  link?: MqttLink;
+  sync?: SyncLoop;
+  status?: StatusReporter;
+  retention?: Retention;
+  private retentionTimer?: NodeJS.Timeout;
   private stopping?: Promise<void>;
+  private startedAt = 0;
+  private offlineByChoice = false;
 
   constructor(
     readonly config: Config,
@@ -24,9 +51,19 @@ export class Daemon {
     private readonly opts: DaemonOptions = {},
   ) {}
 
-  /** Opens the database and starts sampling. Throws StoreOpenError when the database is unusable. */
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
+  get topics() {
+    const base = `${this.config.mqtt.topicPrefix}/${this.config.device.id}`;
+    return { readings: `${base}/readings`, status: `${base}/status` };
+  }
+
+  /** Opens the database and starts sampling and syncing. Throws StoreOpenError when the database is unusable. */
   async start(): Promise<void> {
     const { config, log } = this;
+    this.startedAt = this.now();
     const store = new Store(config.database.path, {
       synchronous: config.database.synchronous,
       busyTimeoutMs: config.database.busyTimeoutMs,
@@ -35,7 +72,9 @@ export class Daemon {
     this.store = store;
     const st = store.stats();
     log.info({ module: 'store', path: config.database.path, pending: st.pending, parked: st.parked, lastSeq: st.lastSeq }, 'database open');
+    this.offlineByChoice = store.getConfig(MODE_KEY) === 'offline';
 
+    // sampling first: readings are safe in SQLite whatever the network does
     const sensorLog = log.child({ module: 'sensors' });
     const sensors = config.sensors.map((s) => ({
       sensor: createSensor(s, config.host, { warn: (o, m) => sensorLog.warn(o, m) }),
@@ -47,15 +86,205 @@ export class Daemon {
       now: this.opts.now,
     });
     this.sampler.start();
+
+    this.retention = new Retention(store, { syncedMaxAgeMs: config.retention.syncedMaxAge, syncLogMaxRows: config.retention.syncLogMaxRows }, log.child({ module: 'retention' }));
+    this.retentionTimer = setInterval(() => this.runRetention(), config.retention.pruneIntervalMs);
+    this.retentionTimer.unref();
+
+    const m = config.mqtt;
+    const link = new MqttLink(
+      {
+        url: m.url,
+        protocolVersion: m.protocolVersion,
+        clientId: m.clientId ?? `edge-sensor-${config.device.id}`,
+        keepaliveSec: m.keepaliveSec,
+        connectTimeoutMs: m.connectTimeoutMs,
+        sessionExpirySec: m.sessionExpirySec,
+        will: { topic: this.topics.status, payload: JSON.stringify(this.offlineStatus('connection lost')), retain: true },
+        topicAlias: true,
+        retry: config.sync.retry,
+        ...this.opts.link,
+      },
+      log.child({ module: 'mqtt' }),
+      () => this.now(),
+    );
+    this.link = link;
+    this.sync = new SyncLoop(
+      store,
+      link,
+      {
+        deviceId: config.device.id,
+        topic: this.topics.readings,
+        batchSize: config.sync.batchSize,
+        maxInFlight: config.sync.maxInFlight,
+        intervalMs: config.sync.intervalMs,
+        publishTimeoutMs: config.sync.publishTimeoutMs,
+        compression: config.sync.compression,
+        protocolVersion: m.protocolVersion,
+        retry: config.sync.retry,
+      },
+      log.child({ module: 'sync' }),
+      () => this.now(),
+    );
+    this.status = new StatusReporter(
+      link,
+      { topic: this.topics.status, intervalMs: config.status.intervalMs, timeoutMs: config.sync.publishTimeoutMs },
+      () => this.statusPayload(),
+      log.child({ module: 'status' }),
+    );
+
+    link.on('connect', () => {
+      store.logEvent('connected', { url: m.url.replace(/\/\/[^/@]*@/, '//***@'), window: this.sync?.window() });
+      this.saveState();
+    });
+    link.on('disconnect', ({ reason }) => {
+      if (reason !== 'paused' && reason !== 'stopped') store.logEvent('disconnected', { reason, inFlightBatches: this.sync?.stats.inFlightBatches ?? 0 });
+      this.saveState();
+    });
+    link.on('connectFailed', ({ reason, first }) => {
+      if (first) {
+        store.logEvent('connect_failed', { reason });
+        this.saveState();
+      }
+    });
+
+    this.sync.start();
+    this.status.start();
+    if (this.offlineByChoice) {
+      log.warn('offline by choice (edge-sensor online to resume): sampling, not syncing');
+      this.sync.setPaused(true);
+    } else {
+      link.start();
+    }
+    this.saveState();
   }
 
-  /** Stops sampling, finishes the writes in progress, closes the database. Idempotent. */
+  private runRetention(): void {
+    try {
+      this.retention?.run(this.now());
+    } catch (err) {
+      this.log.warn({ err }, 'retention pass failed');
+    }
+  }
+
+  linkView(): LinkView {
+    if (this.stopping) return 'stopped';
+    if (this.offlineByChoice) return 'offline-by-choice';
+    const s = this.link?.state;
+    if (s === 'connected') return 'online';
+    if (this.link?.lastError) return 'unreachable';
+    return 'connecting';
+  }
+
+  private saveState(): void {
+    if (!this.store?.db.open) return;
+    const state: DaemonState = {
+      pid: process.pid,
+      startedAt: new Date(this.startedAt).toISOString(),
+      link: this.linkView(),
+      lastError: this.link?.lastError,
+      updatedAt: new Date(this.now()).toISOString(),
+    };
+    try {
+      this.store.setConfig(STATE_KEY, JSON.stringify(state));
+    } catch (err) {
+      this.log.debug({ err }, 'cannot save daemon state');
+    }
+  }
+
+  private offlineStatus(reason: string): StatusPayload {
+    return { device: this.config.device.id, state: 'offline', reason, version: VERSION, ts: new Date(this.now()).toISOString() };
+  }
+
+  statusPayload(): StatusPayload {
+    const st = this.store!.stats();
+    const now = this.now();
+    return {
+      device: this.config.device.id,
+      state: this.link?.connected ? 'online' : 'offline',
+      mode: this.offlineByChoice ? 'offline-by-choice' : 'online',
+      pending: st.pending,
+      oldestPendingAgeMs: st.oldestPendingTs ? Math.max(0, now - Date.parse(st.oldestPendingTs)) : null,
+      parked: st.parked,
+      syncedTotal: st.syncedTotal,
+      lostTotal: this.sampler?.stats.lost ?? 0,
+      lastAckAt: this.sync?.stats.lastAckAt ? new Date(this.sync.stats.lastAckAt).toISOString() : null,
+      dbBytes: st.fileBytes,
+      uptimeS: Math.round((now - this.startedAt) / 1000),
+      version: VERSION,
+      ts: new Date(now).toISOString(),
+    };
+  }
+
+  /** Offline by choice: stop syncing and disconnect; sampling goes on. Survives a restart. */
+  async setOnline(online: boolean): Promise<void> {
+    if (!this.store || !this.link || !this.sync) throw new Error('daemon not started');
+    this.store.setConfig(MODE_KEY, online ? 'online' : 'offline');
+    if (online === !this.offlineByChoice) return;
+    this.offlineByChoice = !online;
+    this.store.logEvent(online ? 'went_online' : 'went_offline', { by: 'operator' });
+    if (online) {
+      this.log.info('going online (operator)');
+      this.sync.setPaused(false);
+      this.link.resume();
+      this.link.connectNow();
+    } else {
+      this.log.info('going offline (operator): finishing in-flight batches, then disconnecting');
+      this.sync.setPaused(true);
+      await this.sync.drain(this.config.sync.shutdownTimeoutMs);
+      await this.status?.publishNow({ state: 'offline', reason: 'offline by choice', mode: 'offline-by-choice' });
+      await this.link.pause();
+    }
+    this.saveState();
+  }
+
+  /** Force a sync attempt now, skipping any backoff wait. */
+  async syncNow(timeoutMs: number): Promise<SyncReport> {
+    if (!this.sync || !this.link) throw new Error('daemon not started');
+    if (this.offlineByChoice) return { ok: false, ackedRows: 0, ackedBatches: 0, reason: 'offline by choice (run edge-sensor online first)' };
+    this.link.connectNow();
+    const report = await this.sync.syncNow(timeoutMs);
+    if (!report.ok && !this.link.connected && this.link.lastError) report.reason = `cannot reach broker: ${this.link.lastError}`;
+    report.pendingLeft = this.store?.countPending();
+    return report;
+  }
+
+  /** Parked rows back to pending (all, or by id). */
+  requeue(ids?: string[]): number {
+    if (!this.store || !this.sync) throw new Error('daemon not started');
+    const n = this.store.requeue(ids);
+    if (n > 0) {
+      this.store.logEvent('rows_requeued', { rows: n, ids: ids?.slice(0, 20) });
+      this.log.info({ rows: n }, 'parked rows requeued');
+      this.sync.rewind();
+    }
+    return n;
+  }
+
+  /** Stops sampling, lets in-flight batches finish (bounded), says goodbye to the broker, closes the database. Idempotent. */
   stop(reason = 'stop requested'): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info({ reason }, 'stopping');
       await this.sampler?.stop();
-      this.store?.close();
-      this.log.info({ written: this.sampler?.stats.written ?? 0, lost: this.sampler?.stats.lost ?? 0 }, 'stopped');
+      clearInterval(this.retentionTimer);
+      if (this.sync) {
+        const r = await this.sync.drain(this.config.sync.shutdownTimeoutMs);
+        if (!r.settled) this.log.warn({ inFlightBatches: r.inFlight }, 'stopping with batches unacknowledged; their rows stay pending');
+        this.sync.stop();
+      }
+      if (this.link?.connected) await this.status?.publishNow({ state: 'offline', reason: 'shutdown' });
+      this.status?.stop();
+      await this.link?.stop();
+      // let the rejections of batches cut off by the disconnect record their attempt
+      await new Promise((r) => setImmediate(r));
+      if (this.store?.db.open) {
+        this.saveState();
+        this.store.close();
+      }
+      this.log.info(
+        { written: this.sampler?.stats.written ?? 0, lost: this.sampler?.stats.lost ?? 0, ackedRows: this.sync?.stats.ackedRows ?? 0 },
+        'stopped',
+      );
     })();
     return this.stopping;
   }

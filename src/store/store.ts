@@ -146,10 +146,21 @@ export class Store {
 
   /** Acknowledged by the broker: synced in one transaction, with the running total. */
   markSynced(seqs: readonly number[], atMs: number = Date.now()): number {
+    return this.settleAcked([{ seqs }], atMs);
+  }
+
+  /**
+   * Several acknowledged batches in one transaction (one fsync): rows synced, the running total
+   * updated, and a `batch_acked` sync_log event per batch that carries one.
+   */
+  settleAcked(batches: ReadonlyArray<{ seqs: readonly number[]; event?: Record<string, unknown> }>, atMs: number = Date.now()): number {
     const at = new Date(atMs).toISOString();
     const tx = this.db.transaction(() => {
       let n = 0;
-      for (const seq of seqs) n += this.stmts.markSynced.run(at, seq).changes;
+      for (const b of batches) {
+        for (const seq of b.seqs) n += this.stmts.markSynced.run(at, seq).changes;
+        if (b.event) this.stmts.logEvent.run(at, 'batch_acked', JSON.stringify(b.event));
+      }
       if (n > 0) this.stmts.addConfigInt.run('synced_total', n, at);
       return n;
     });

@@ -1,0 +1,343 @@
+import { EventEmitter } from 'node:events';
+import { connect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import type { Logger } from '../util/logger.js';
+import { Backoff } from './backoff.js';
+import { PublishRejectedError, PublishUnknownError } from './errors.js';
+
+export interface LinkOptions {
+  url: string;
+  protocolVersion: 4 | 5;
+  clientId: string;
+  keepaliveSec: number;
+  connectTimeoutMs: number;
+  /** MQTT 5 session expiry; 0 starts a clean session every time */
+  sessionExpirySec: number;
+  username?: string;
+  password?: string;
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string; rejectUnauthorized: boolean };
+  will?: { topic: string; payload: string; retain: boolean };
+  /** use MQTT 5 topic aliases when the broker allows them */
+  topicAlias?: boolean;
+  retry: { initialDelayMs: number; maxDelayMs: number };
+}
+
+/** What the broker told us in its CONNACK (MQTT 5), with the protocol's defaults otherwise. */
+export interface LinkLimits {
+  receiveMaximum: number;
+  maximumPacketSize: number | undefined;
+  topicAliasMaximum: number;
+  sessionPresent: boolean;
+}
+
+export type LinkState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'paused' | 'stopped';
+
+interface Pending {
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+type LinkEvents = {
+  connect: [LinkLimits];
+  disconnect: [{ reason: string }];
+  connectFailed: [{ reason: string; attempts: number; first: boolean }];
+};
+
+/**
+ * One MQTT connection to the broker, kept up with backoff, that publishes QoS 1 messages and
+ * tells the caller how each ended: resolved on PUBACK, PublishRejectedError on a refusal,
+ * PublishUnknownError when nobody can know. It knows nothing of readings.
+ *
+ * Why a fresh mqtt.js client per connection (reconnectPeriod 0, end(true) on any drop):
+ * mqtt.js keeps in-flight QoS 1 messages in an in-memory store and resends them after a
+ * reconnect, one at a time, without the DUP flag. Our rows are still pending in SQLite and the
+ * sync loop sends them again in new batches, so letting mqtt.js resend as well would double the
+ * duplicates after every drop (and its copies die with the process anyway). Dropping the client
+ * discards that store; every in-flight publish is settled here as "unknown" exactly once.
+ */
+export class MqttLink extends EventEmitter<LinkEvents> {
+  private client?: MqttClient;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private readonly backoff: Backoff;
+  private retryTimer?: NodeJS.Timeout;
+  private connectGuard?: NodeJS.Timeout;
+  private _state: LinkState = 'idle';
+  private _limits?: LinkLimits;
+  lastError?: string;
+  private outageStart?: number;
+  private outageAttempts = 0;
+  private nextOutageReport = 0;
+  private outageReportEveryMs = 60_000;
+  connectedSince?: number;
+
+  constructor(
+    private readonly opts: LinkOptions,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    super();
+    this.backoff = new Backoff(opts.retry.initialDelayMs, opts.retry.maxDelayMs);
+  }
+
+  get state(): LinkState {
+    return this._state;
+  }
+
+  get connected(): boolean {
+    return this._state === 'connected';
+  }
+
+  get limits(): LinkLimits | undefined {
+    return this._limits;
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Starts connecting; reconnects with backoff until paused or stopped. */
+  start(): void {
+    if (this._state === 'idle') this.connectOnce();
+  }
+
+  /** Skips any backoff wait and connects now (force sync, going online). */
+  connectNow(): void {
+    if (this._state === 'waiting' || this._state === 'idle' || this._state === 'paused') {
+      clearTimeout(this.retryTimer);
+      this.backoff.reset();
+      this.connectOnce();
+    }
+  }
+
+  /** Publishes one QoS 1 message and resolves when its PUBACK says success. */
+  publish(topic: string, payload: string | Buffer, opts: { retain?: boolean; properties?: Record<string, unknown> }, timeoutMs: number): Promise<void> {
+    const client = this.client;
+    if (this._state !== 'connected' || !client) {
+      return Promise.reject(new PublishUnknownError('not connected to the broker', 'not-connected'));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const id = ++this.nextId;
+      const timer = setTimeout(() => {
+        this.settle(id, new PublishUnknownError(`no PUBACK within ${timeoutMs} ms`, 'timeout'));
+        // a silent link or a stuck broker: start over on a fresh connection instead of waiting
+        // behind it (see the class comment on why in-flight messages are not resent by mqtt.js)
+        this.teardown(`publish timeout (${timeoutMs} ms)`);
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      const pubOpts: Record<string, unknown> = { qos: 1, retain: opts.retain ?? false };
+      if (opts.properties && this.opts.protocolVersion === 5) pubOpts.properties = opts.properties;
+      client.publish(topic, payload, pubOpts, (err) => {
+        if (!this.pending.has(id)) return;
+        if (!err) return this.settle(id);
+        this.settle(id, classifyPublishError(err, this.client === client && this._state === 'connected'));
+      });
+    });
+  }
+
+  private settle(id: number, err?: Error): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    if (err) p.reject(err);
+    else p.resolve();
+  }
+
+  private connectOnce(): void {
+    this._state = 'connecting';
+    const o = this.opts;
+    const options: IClientOptions = {
+      protocolVersion: o.protocolVersion,
+      clientId: o.clientId,
+      keepalive: o.keepaliveSec,
+      connectTimeout: o.connectTimeoutMs,
+      reconnectPeriod: 0, // we reconnect ourselves, with backoff and a fresh client
+      clean: o.protocolVersion === 5 ? o.sessionExpirySec === 0 : true,
+      username: o.username,
+      password: o.password,
+      resubscribe: false,
+    };
+    if (o.protocolVersion === 5) {
+      options.properties = { sessionExpiryInterval: o.sessionExpirySec };
+      if (o.topicAlias) options.autoUseTopicAlias = true;
+    }
+    if (o.tls) Object.assign(options, o.tls);
+    if (o.will) options.will = { topic: o.will.topic, payload: Buffer.from(o.will.payload), qos: 1, retain: o.will.retain };
+
+    let client: MqttClient;
+    try {
+      client = connect(o.url, options);
+    } catch (err) {
+      this.onConnectFailed((err as Error).message);
+      return;
+    }
+    this.client = client;
+    // mqtt.js has its own connect timeout; this guard also covers a TLS handshake that hangs
+    this.connectGuard = setTimeout(() => {
+      if (this.client === client && this._state === 'connecting') {
+        this.lastError = `no CONNACK within ${o.connectTimeoutMs} ms`;
+        this.teardown(this.lastError);
+      }
+    }, o.connectTimeoutMs + 1000);
+
+    client.on('connect', (connack: IConnackPacket) => {
+      if (this.client !== client) return;
+      clearTimeout(this.connectGuard);
+      const p = connack.properties ?? {};
+      this._limits = {
+        receiveMaximum: p.receiveMaximum ?? 65535,
+        maximumPacketSize: p.maximumPacketSize,
+        topicAliasMaximum: p.topicAliasMaximum ?? 0,
+        sessionPresent: connack.sessionPresent,
+      };
+      this._state = 'connected';
+      this.connectedSince = this.now();
+      const downMs = this.outageStart !== undefined ? this.now() - this.outageStart : undefined;
+      this.log.info({ url: redactUrl(o.url), ...this._limits, downMs, attempts: this.outageAttempts || undefined }, 'connected to broker');
+      this.outageStart = undefined;
+      this.outageAttempts = 0;
+      this.outageReportEveryMs = 60_000;
+      this.backoff.reset();
+      this.lastError = undefined;
+      this.emit('connect', this._limits);
+    });
+    client.on('error', (err: Error & { code?: number | string }) => {
+      if (this.client !== client) return;
+      this.lastError = describeError(err);
+    });
+    client.on('disconnect', (packet) => {
+      if (this.client !== client) return;
+      // MQTT 5: the broker tells why it is closing the connection
+      this.lastError = `broker sent DISCONNECT, reason code ${packet.reasonCode ?? 0}${packet.properties?.reasonString ? ` (${packet.properties.reasonString})` : ''}`;
+    });
+    client.on('close', () => {
+      if (this.client !== client) return;
+      this.teardown(this.lastError ?? 'connection closed');
+    });
+  }
+
+  /** Drops the current client, settles everything in flight as unknown, and plans a reconnect. */
+  private teardown(reason: string): void {
+    const client = this.client;
+    if (!client) return;
+    this.client = undefined;
+    clearTimeout(this.connectGuard);
+    client.removeAllListeners();
+    client.on('error', () => {}); // late errors of a dropped client are not ours to report
+    client.end(true);
+    for (const id of [...this.pending.keys()]) this.settle(id, new PublishUnknownError(`connection lost: ${reason}`, 'connection-lost'));
+    const wasConnected = this._state === 'connected';
+    if (this._state === 'stopped' || this._state === 'paused') return;
+    if (wasConnected) {
+      this.lastError = reason;
+      this.log.warn({ reason, connectedForMs: this.connectedSince ? this.now() - this.connectedSince : undefined }, 'disconnected from broker');
+      this.outageStart = this.now();
+      this.nextOutageReport = this.now() + this.outageReportEveryMs;
+      this.emit('disconnect', { reason });
+      this.scheduleReconnect(true);
+    } else {
+      this.onConnectFailed(reason);
+    }
+  }
+
+  private onConnectFailed(reason: string): void {
+    this.lastError = reason;
+    this.outageAttempts++;
+    const t = this.now();
+    if (this.outageStart === undefined) {
+      this.outageStart = t;
+      this.nextOutageReport = t + this.outageReportEveryMs;
+      this.log.warn({ url: redactUrl(this.opts.url), error: reason }, 'cannot reach broker; readings stay buffered, retrying with backoff');
+    } else if (t >= this.nextOutageReport) {
+      // an outage is reported at a falling rate (1, 2, 4 ... 60 min apart), never once per attempt
+      this.log.warn({ error: reason, attempts: this.outageAttempts, downMs: t - this.outageStart }, 'broker still unreachable');
+      this.outageReportEveryMs = Math.min(this.outageReportEveryMs * 2, 3_600_000);
+      this.nextOutageReport = t + this.outageReportEveryMs;
+    } else {
+      this.log.debug({ error: reason, attempts: this.outageAttempts }, 'connect attempt failed');
+    }
+    this.emit('connectFailed', { reason, attempts: this.outageAttempts, first: this.outageAttempts === 1 });
+    this.scheduleReconnect(false);
+  }
+
+  private scheduleReconnect(immediateFirst: boolean): void {
+    if (this._state === 'stopped' || this._state === 'paused') return;
+    this._state = 'waiting';
+    // after losing a working connection, try once at once: most drops are brief
+    const delay = immediateFirst ? 0 : this.backoff.next();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      if (this._state === 'waiting') this.connectOnce();
+    }, delay);
+  }
+
+  /** Disconnects cleanly and stays disconnected until resume() (offline by choice). */
+  async pause(): Promise<void> {
+    await this.disconnect('paused');
+  }
+
+  resume(): void {
+    if (this._state === 'paused') {
+      this._state = 'idle';
+      this.backoff.reset();
+      this.connectOnce();
+    }
+  }
+
+  /** Disconnects cleanly (the broker does not publish the will) and stops reconnecting. */
+  async stop(): Promise<void> {
+    await this.disconnect('stopped');
+  }
+
+  private async disconnect(next: 'paused' | 'stopped'): Promise<void> {
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.connectGuard);
+    const client = this.client;
+    const wasConnected = this._state === 'connected';
+    this._state = next;
+    if (!client) return;
+    this.client = undefined;
+    client.removeAllListeners();
+    client.on('error', () => {});
+    for (const id of [...this.pending.keys()]) this.settle(id, new PublishUnknownError('disconnecting', 'stopping'));
+    if (wasConnected) {
+      // end(false) sends DISCONNECT but waits for in-flight acks forever: bound it
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          client.end(true);
+          resolve();
+        }, 2000);
+        client.end(false, {}, () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      this.log.info({ state: next }, 'disconnected from broker');
+      this.emit('disconnect', { reason: next });
+    } else {
+      client.end(true);
+    }
+  }
+}
+
+/** Sorts a publish error into "the broker refused it" and "nobody knows". */
+function classifyPublishError(err: Error & { code?: number | string }, stillConnected: boolean): Error {
+  if (typeof err.code === 'number' && err.code >= 0x80) {
+    return new PublishRejectedError(`broker refused the publish: ${err.message} (reason code 0x${err.code.toString(16)})`, err.code);
+  }
+  if (!stillConnected || /clos|disconnect|offline|connection|ECONN|EPIPE|ETIMEDOUT/i.test(err.message)) {
+    return new PublishUnknownError(`publish interrupted: ${err.message}`, 'connection-lost');
+  }
+  // the client itself refused to send it (e.g. larger than the broker's Maximum Packet Size)
+  return new PublishRejectedError(`publish refused: ${err.message}`, typeof err.code === 'number' ? err.code : undefined);
+}
+
+function describeError(err: Error & { code?: number | string }): string {
+  return typeof err.code === 'number' ? `${err.message} (code ${err.code})` : err.code ? `${err.code}: ${err.message}` : err.message;
+}
+
+/** Strips user:password@ from a URL before it is logged. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, '//***@');
+}

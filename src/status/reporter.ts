@@ -1,0 +1,74 @@
+import type { Logger } from '../util/logger.js';
+import type { LinkLimits } from '../mqtt/link.js';
+
+/** The retained status message on {topicPrefix}/{deviceId}/status: the public contract. */
+export interface StatusPayload {
+  device: string;
+  state: 'online' | 'offline';
+  /** why offline: 'connection lost' (the last will), 'shutdown', 'offline by choice' */
+  reason?: string;
+  mode?: 'online' | 'offline-by-choice';
+  pending?: number;
+  oldestPendingAgeMs?: number | null;
+  parked?: number;
+  syncedTotal?: number;
+  lostTotal?: number;
+  lastAckAt?: string | null;
+  dbBytes?: number;
+  uptimeS?: number;
+  version?: string;
+  ts: string;
+}
+
+export interface StatusPublisher {
+  readonly connected: boolean;
+  publish(topic: string, payload: string, opts: { retain?: boolean }, timeoutMs: number): Promise<void>;
+  on(event: 'connect', fn: (limits: LinkLimits) => void): unknown;
+}
+
+/** Publishes the retained status on connect and every intervalMs while connected. */
+export class StatusReporter {
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  published = 0;
+
+  constructor(
+    private readonly link: StatusPublisher,
+    private readonly opts: { topic: string; intervalMs: number; timeoutMs: number },
+    private readonly collect: () => StatusPayload,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.link.on('connect', () => void this.publishNow());
+    this.timer = setInterval(() => {
+      if (this.link.connected) void this.publishNow();
+    }, this.opts.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Publishes the current status now; failures are logged, never thrown (the next one will follow). */
+  async publishNow(override?: Partial<StatusPayload>): Promise<boolean> {
+    if (this.stopped || !this.link.connected) return false;
+    let payload: string;
+    try {
+      payload = JSON.stringify({ ...this.collect(), ...override });
+    } catch (err) {
+      this.log.warn({ err }, 'cannot collect status');
+      return false;
+    }
+    try {
+      await this.link.publish(this.opts.topic, payload, { retain: true }, this.opts.timeoutMs);
+      this.published++;
+      return true;
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'status publish failed');
+      return false;
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,90 @@
+import type { Logger } from '../util/logger.js';
+import type { Store } from './store.js';
+
+export interface RetentionOptions {
+  /** synced rows older than this (by sync time) are deleted */
+  syncedMaxAgeMs: number;
+  syncLogMaxRows: number;
+  /** rows deleted per transaction: keeps each step short so sampling never stalls */
+  chunkRows?: number;
+  /** free pages given back to the file system per step */
+  vacuumPages?: number;
+}
+
+/**
+ * Keeps the database bounded: deletes synced rows once they are old enough, keeps the newest
+ * sync_log events, and gives freed pages back to the file system a little at a time
+ * (incremental auto-vacuum, no long VACUUM). Pending rows are never touched here.
+ */
+export class Retention {
+  private readonly scan;
+  private readonly del;
+  private readonly maxSeq;
+
+  constructor(
+    private readonly store: Store,
+    private readonly opts: RetentionOptions,
+    private readonly log: Logger,
+  ) {
+    const db = store.db;
+    this.scan = db.prepare('SELECT rowid AS r, synced AS s, sync_timestamp AS t FROM transactions WHERE rowid > ? ORDER BY rowid LIMIT ?');
+    this.del = db.prepare('DELETE FROM transactions WHERE rowid = ? AND synced = 1');
+    this.maxSeq = db.prepare('SELECT max(rowid) FROM transactions').pluck();
+  }
+
+  /**
+   * One pass; returns what it removed. Walks from the oldest row, deletes synced rows synced
+   * before the cutoff, steps over pending and parked rows (never touched), and stops at the first
+   * synced row that is still young: rows are synced roughly in seq order, so the rest are younger.
+   * The walk is bounded (maxRowsPerPass) so that a large backlog at the front costs little.
+   * The newest row is always kept so that seq = max(rowid)+1 never goes back.
+   */
+  run(nowMs: number = Date.now(), maxRowsPerPass = 100_000): { syncedDeleted: number; logDeleted: number; pagesFreed: number } {
+    const cutoff = new Date(nowMs - this.opts.syncedMaxAgeMs).toISOString();
+    const chunk = this.opts.chunkRows ?? 5000;
+    const newest = (this.maxSeq.get() as number | null) ?? 0;
+    let after = 0;
+    let examined = 0;
+    let syncedDeleted = 0;
+    let young = false;
+    while (!young && examined < maxRowsPerPass) {
+      const rows = this.scan.all(after, chunk) as Array<{ r: number; s: number; t: string | null }>;
+      if (rows.length === 0) break;
+      const doomed: number[] = [];
+      for (const row of rows) {
+        if (row.s === 1) {
+          if (row.t !== null && row.t < cutoff) {
+            if (row.r !== newest) doomed.push(row.r);
+          } else {
+            young = true;
+            break;
+          }
+        }
+        after = row.r;
+      }
+      examined += rows.length;
+      if (doomed.length > 0) {
+        syncedDeleted += this.store.db.transaction(() => {
+          let n = 0;
+          for (const r of doomed) n += this.del.run(r).changes;
+          return n;
+        }).immediate();
+      }
+    }
+    const logDeleted = this.store.pruneLog(this.opts.syncLogMaxRows);
+    const pagesFreed = this.vacuum();
+    if (syncedDeleted > 0 || logDeleted > 0) {
+      this.log.debug({ syncedDeleted, logDeleted, pagesFreed, examined }, 'retention pass');
+    }
+    return { syncedDeleted, logDeleted, pagesFreed };
+  }
+
+  /** Returns up to vacuumPages free pages to the file system. */
+  vacuum(): number {
+    const free = this.store.db.pragma('freelist_count', { simple: true }) as number;
+    if (free === 0) return 0;
+    const pages = Math.min(free, this.opts.vacuumPages ?? 2048);
+    this.store.db.pragma(`incremental_vacuum(${pages})`);
+    return pages;
+  }
+}

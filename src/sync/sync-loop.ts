@@ -1,0 +1,367 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../util/logger.js';
+import type { PendingRow } from '../store/store.js';
+import { Backoff } from '../mqtt/backoff.js';
+import { PublishRejectedError, PublishUnknownError } from '../mqtt/errors.js';
+import type { LinkLimits } from '../mqtt/link.js';
+import { gzipSync } from 'node:zlib';
+import { encodeReadings } from './payload.js';
+
+/** What the sync loop needs from the store: a transaction-like buffer (Telegraf's BeginTransaction/EndTransaction). */
+export interface SyncStore {
+  takePending(limit: number, afterSeq: number): PendingRow[];
+  /** marks acknowledged batches synced in one transaction, logging one event per batch */
+  settleAcked(batches: ReadonlyArray<{ seqs: readonly number[]; event: Record<string, unknown> }>, atMs: number): number;
+  recordUnknown(seqs: readonly number[]): void;
+  recordRejected(seqs: readonly number[], maxAttempts: number): number;
+  logEvent(type: string, details: Record<string, unknown>): void;
+}
+
+/** What the sync loop needs from the MQTT side: a connection that publishes QoS 1 and says how it ended. */
+export interface BatchPublisher {
+  readonly connected: boolean;
+  readonly limits: LinkLimits | undefined;
+  publish(topic: string, payload: string | Buffer, opts: { retain?: boolean; properties?: Record<string, unknown> }, timeoutMs: number): Promise<void>;
+  on(event: 'connect', fn: (limits: LinkLimits) => void): unknown;
+  on(event: 'disconnect', fn: (info: { reason: string }) => void): unknown;
+}
+
+export interface SyncOptions {
+  deviceId: string;
+  topic: string;
+  batchSize: number;
+  maxInFlight: number;
+  intervalMs: number;
+  publishTimeoutMs: number;
+  compression: 'none' | 'gzip';
+  protocolVersion: 4 | 5;
+  retry: { initialDelayMs: number; maxDelayMs: number; maxAttempts: number };
+}
+
+export interface SyncStats {
+  ackedBatches: number;
+  ackedRows: number;
+  rejectedBatches: number;
+  unknownBatches: number;
+  parkedRows: number;
+  inFlightBatches: number;
+  window: number;
+  lastAckAt?: number;
+  lastError?: string;
+  lastErrorAt?: number;
+  backoffUntil?: number;
+}
+
+export interface SyncReport {
+  ok: boolean;
+  ackedRows: number;
+  ackedBatches: number;
+  pendingLeft?: number;
+  reason?: string;
+}
+
+interface Batch {
+  id: string;
+  seqs: number[];
+  firstSeq: number;
+  lastSeq: number;
+  bytes: number;
+  startedAt: number;
+}
+
+// Room for the fixed header, topic, packet id and properties when fitting a batch under the
+// broker's Maximum Packet Size.
+const PACKET_OVERHEAD = 64;
+
+/**
+ * Moves pending rows to the broker. Each batch ends in exactly one outcome:
+ *  - acked: PUBACK with a success code; rows marked synced (never earlier);
+ *  - rejected: the broker refused it; rows counted, retried after backoff, parked after maxAttempts;
+ *  - unknown: timeout, connection lost, stopping; rows stay pending and are counted.
+ * A row is in at most one in-flight batch: after any failure the loop waits until nothing is in
+ * flight, then starts again from the oldest pending row.
+ */
+export class SyncLoop {
+  private readonly inFlight = new Map<string, Batch>();
+  private cursor = 0;
+  private needsRewind = true;
+  private readonly backoff: Backoff;
+  private backoffUntil = 0;
+  private wakeTimer?: NodeJS.Timeout;
+  private running = false;
+  private paused = false;
+  private acked: Array<{ batch: Batch; atMs: number }> = [];
+  /** after a refusal or a timeout, one batch at a time until something is acknowledged again */
+  private probing = false;
+  private ackFlushScheduled = false;
+  private idleWaiters: Array<() => void> = [];
+  readonly stats: SyncStats = { ackedBatches: 0, ackedRows: 0, rejectedBatches: 0, unknownBatches: 0, parkedRows: 0, inFlightBatches: 0, window: 0 };
+  /** called when a batch is settled (for tests and the status reporter) */
+  onSettled: (outcome: 'acked' | 'rejected' | 'unknown', rows: number) => void = () => {};
+
+  constructor(
+    private readonly store: SyncStore,
+    private readonly link: BatchPublisher,
+    private readonly opts: SyncOptions,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.backoff = new Backoff(opts.retry.initialDelayMs, opts.retry.maxDelayMs);
+  }
+
+  start(): void {
+    this.running = true;
+    this.link.on('connect', () => {
+      this.needsRewind = true;
+      this.pump();
+    });
+    this.pump();
+  }
+
+  /** How many batches may await PUBACK: our setting, but never more than the broker's Receive Maximum (one slot kept for status). */
+  window(): number {
+    // While probing, a single batch: some brokers drop the connection after refusing a publish
+    // (Mosquitto 2.0.11 with max_queued_messages 0 does), and every other batch in flight would
+    // then end "unknown" and count an attempt for rows the broker never judged.
+    if (this.probing) return 1;
+    const rm = this.link.limits?.receiveMaximum ?? 65535;
+    return Math.max(1, Math.min(this.opts.maxInFlight, rm > 1 ? rm - 1 : 1));
+  }
+
+  /** Stops or resumes taking new batches (offline by choice). */
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+    if (!paused) this.pump();
+  }
+
+  /** Fills the in-flight window with the oldest pending rows. Synchronous and re-entrant-safe. */
+  pump(): void {
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    this.flushAcks();
+    if (!this.running || this.paused) return;
+    if (!this.link.connected) return; // the 'connect' event pumps again
+    const now = this.now();
+    if (now < this.backoffUntil) {
+      this.wakeAt(this.backoffUntil - now);
+      return;
+    }
+    if (this.needsRewind) {
+      if (this.inFlight.size > 0) return; // the last settle pumps again
+      this.cursor = 0;
+      this.needsRewind = false;
+    }
+    const window = this.window();
+    this.stats.window = window;
+    while (this.inFlight.size < window) {
+      const rows = this.store.takePending(this.opts.batchSize, this.cursor);
+      if (rows.length === 0) break;
+      this.cursor = rows[rows.length - 1].seq;
+      this.dispatchRows(rows);
+      if (!this.link.connected) return;
+    }
+    if (this.inFlight.size === 0) {
+      this.wakeAt(this.opts.intervalMs);
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private wakeAt(ms: number): void {
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = setTimeout(() => this.pump(), ms);
+  }
+
+  /** Encodes rows as one message, split in halves while it is larger than the broker accepts. */
+  private dispatchRows(rows: PendingRow[]): void {
+    const { id, payload } = this.encode(rows);
+    const max = this.link.limits?.maximumPacketSize;
+    if (max !== undefined && payload.length + this.opts.topic.length + PACKET_OVERHEAD > max && rows.length > 1) {
+      const half = rows.length >> 1;
+      this.dispatchRows(rows.slice(0, half));
+      this.dispatchRows(rows.slice(half));
+      return;
+    }
+    const seqs = new Array<number>(rows.length);
+    for (let i = 0; i < rows.length; i++) seqs[i] = rows[i].seq;
+    const batch: Batch = { id, seqs, firstSeq: seqs[0], lastSeq: seqs[seqs.length - 1], bytes: payload.length, startedAt: this.now() };
+    this.inFlight.set(batch.id, batch);
+    this.stats.inFlightBatches = this.inFlight.size;
+    const properties = this.opts.compression === 'gzip' ? { contentType: 'application/json+gzip' } : undefined;
+    this.link.publish(this.opts.topic, payload, { properties }, this.opts.publishTimeoutMs).then(
+      () => this.onAcked(batch),
+      (err: Error) => this.onFailed(batch, err),
+    );
+  }
+
+  private encode(rows: readonly PendingRow[]): { id: string; payload: Buffer } {
+    const id = randomUUID();
+    const json = encodeReadings(this.opts.deviceId, id, rows);
+    return { id, payload: this.opts.compression === 'gzip' ? gzipSync(json) : Buffer.from(json) };
+  }
+
+  private onAcked(batch: Batch): void {
+    this.inFlight.delete(batch.id);
+    this.stats.inFlightBatches = this.inFlight.size;
+    // several PUBACKs often arrive in one read: mark them synced in one transaction (one fsync)
+    this.acked.push({ batch, atMs: this.now() });
+    if (!this.ackFlushScheduled) {
+      this.ackFlushScheduled = true;
+      setImmediate(() => this.pump());
+    }
+  }
+
+  /** Marks acknowledged batches synced. Runs before every take, so a row is never re-sent once acked in memory. */
+  private flushAcks(): void {
+    this.ackFlushScheduled = false;
+    if (this.acked.length === 0) return;
+    const acked = this.acked;
+    this.acked = [];
+    const atMs = acked[acked.length - 1].atMs;
+    try {
+      this.store.settleAcked(
+        acked.map(({ batch, atMs: t }) => ({
+          seqs: batch.seqs,
+          event: { batch: batch.id, rows: batch.seqs.length, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, bytes: batch.bytes, ms: t - batch.startedAt },
+        })),
+        atMs,
+      );
+    } catch (err) {
+      // the broker has the rows but we could not record it (disk full?): they stay pending and
+      // will be sent again; a duplicate is better than a loss
+      this.noteError(`cannot mark rows synced: ${(err as Error).message}`);
+      this.log.error({ err, batches: acked.length }, 'cannot mark acknowledged rows synced; they will be sent again');
+      this.needsRewind = true;
+      return;
+    }
+    let rows = 0;
+    for (const { batch } of acked) rows += batch.seqs.length;
+    this.stats.ackedBatches += acked.length;
+    this.stats.ackedRows += rows;
+    this.stats.lastAckAt = atMs;
+    this.backoff.reset();
+    this.probing = false;
+    this.log.debug({ batches: acked.length, rows }, 'batches acked');
+    for (const { batch } of acked) this.onSettled('acked', batch.seqs.length);
+  }
+
+  private onFailed(batch: Batch, err: Error): void {
+    this.inFlight.delete(batch.id);
+    this.stats.inFlightBatches = this.inFlight.size;
+    this.needsRewind = true;
+    const rows = batch.seqs.length;
+    const range = { batch: batch.id, rows, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq };
+    try {
+      if (err instanceof PublishRejectedError) {
+        const parked = this.store.recordRejected(batch.seqs, this.opts.retry.maxAttempts);
+        this.stats.rejectedBatches++;
+        this.stats.parkedRows += parked;
+        this.noteError(err.message);
+        this.store.logEvent('batch_rejected', { ...range, reasonCode: err.reasonCode, error: err.message });
+        if (parked > 0) {
+          this.store.logEvent('rows_parked', { ...range, parked, maxAttempts: this.opts.retry.maxAttempts });
+          this.log.error({ ...range, parked, reasonCode: err.reasonCode }, 'broker refused these rows too often; parked (kept, excluded from sync until requeued)');
+        } else {
+          this.log.warn({ ...range, reasonCode: err.reasonCode, error: err.message }, 'batch rejected by broker; will retry');
+        }
+        this.delayNext();
+        this.onSettled('rejected', rows);
+      } else {
+        const why = err instanceof PublishUnknownError ? err.why : 'error';
+        this.store.recordUnknown(batch.seqs);
+        this.stats.unknownBatches++;
+        this.noteError(err.message);
+        if (why === 'timeout') {
+          this.store.logEvent('batch_timeout', { ...range, timeoutMs: this.opts.publishTimeoutMs });
+          this.log.warn({ ...range, timeoutMs: this.opts.publishTimeoutMs }, 'no PUBACK in time; rows stay pending and will be sent again');
+          this.delayNext();
+        } else {
+          this.log.debug({ ...range, why, error: err.message }, 'batch outcome unknown; rows stay pending');
+        }
+        this.onSettled('unknown', rows);
+      }
+    } catch (dbErr) {
+      // counting the attempt failed (disk full?); the rows are pending in any case
+      this.log.error({ err: dbErr, ...range }, 'cannot record the failed attempt');
+    }
+    if (this.inFlight.size === 0) queueMicrotask(() => this.pump());
+  }
+
+  private delayNext(): void {
+    this.probing = true;
+    const delay = this.backoff.next();
+    this.backoffUntil = Math.max(this.backoffUntil, this.now() + delay);
+    this.stats.backoffUntil = this.backoffUntil;
+  }
+
+  private noteError(msg: string): void {
+    this.stats.lastError = msg;
+    this.stats.lastErrorAt = this.now();
+  }
+
+  /** Resolves when nothing is in flight and no pending row was found (or at the deadline). */
+  whenIdle(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.idleWaiters = this.idleWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(t);
+        resolve(true);
+      };
+      this.idleWaiters.push(done);
+      this.pump();
+    });
+  }
+
+  /** One forced cycle: skip backoff, send what is pending, report what was acknowledged. */
+  async syncNow(timeoutMs: number): Promise<SyncReport> {
+    const before = { rows: this.stats.ackedRows, batches: this.stats.ackedBatches, errors: this.stats.lastErrorAt };
+    this.backoffUntil = 0;
+    this.backoff.reset();
+    const idle = await this.whenIdle(timeoutMs);
+    const ackedRows = this.stats.ackedRows - before.rows;
+    const ackedBatches = this.stats.ackedBatches - before.batches;
+    const newError = this.stats.lastErrorAt !== before.errors ? this.stats.lastError : undefined;
+    if (!this.link.connected) return { ok: false, ackedRows, ackedBatches, reason: newError ?? 'not connected to the broker' };
+    if (!idle) return { ok: ackedRows > 0, ackedRows, ackedBatches, reason: `still sending after ${timeoutMs} ms` };
+    return { ok: !newError, ackedRows, ackedBatches, reason: newError };
+  }
+
+  /**
+   * Stops taking new batches (paused) and waits for the ones in flight, up to the deadline.
+   * Whatever is not acknowledged by then stays pending for the next start.
+   */
+  async drain(deadlineMs: number): Promise<{ settled: boolean; inFlight: number }> {
+    this.paused = true;
+    clearTimeout(this.wakeTimer);
+    const end = this.now() + deadlineMs;
+    while (this.inFlight.size > 0 && this.now() < end && this.link.connected) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.flushAcks();
+    return { settled: this.inFlight.size === 0, inFlight: this.inFlight.size };
+  }
+
+  /** No more pumping; timers cleared. */
+  stop(): void {
+    this.running = false;
+    this.paused = true;
+    clearTimeout(this.wakeTimer);
+  }
+
+  /** Rows in batches that await a PUBACK right now. */
+  inFlightRows(): number {
+    let n = 0;
+    for (const b of this.inFlight.values()) n += b.seqs.length;
+    return n;
+  }
+
+  /** After a requeue: parked rows may now sit behind the cursor; start again from the oldest. */
+  rewind(): void {
+    this.needsRewind = true;
+    this.pump();
+  }
+}

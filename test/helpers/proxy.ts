@@ -1,0 +1,101 @@
+import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
+
+/**
+ * A TCP proxy between the daemon and the broker that injects real network faults:
+ * pause (a silent partition: bytes stop both ways, nothing is closed), cut (connection reset),
+ * refuse new connections, and delay (a slow link).
+ */
+export class FaultProxy {
+  private server?: Server;
+  private readonly pairs = new Set<{ a: Socket; b: Socket }>();
+  private paused = false;
+  private refusing = false;
+  delayMs = 0;
+  connections = 0;
+
+  constructor(
+    private readonly targetPort: number,
+    private readonly targetHost = '127.0.0.1',
+  ) {}
+
+  get port(): number {
+    return (this.server!.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  async listen(port = 0): Promise<this> {
+    this.server = createServer((a) => this.accept(a));
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', () => resolve()));
+    return this;
+  }
+
+  private accept(a: Socket): void {
+    if (this.refusing) {
+      a.resetAndDestroy();
+      return;
+    }
+    this.connections++;
+    const b = connect(this.targetPort, this.targetHost);
+    const pair = { a, b };
+    this.pairs.add(pair);
+    const pipe = (from: Socket, to: Socket) => {
+      from.on('data', (d) => {
+        const send = () => {
+          if (!to.destroyed) to.write(d);
+        };
+        if (this.paused) {
+          // a silent partition drops the bytes: TCP would retransmit, but nothing gets through
+          return;
+        }
+        if (this.delayMs > 0) setTimeout(send, this.delayMs);
+        else send();
+      });
+    };
+    pipe(a, b);
+    pipe(b, a);
+    const close = () => {
+      this.pairs.delete(pair);
+      a.destroy();
+      b.destroy();
+    };
+    a.on('close', close);
+    b.on('close', close);
+    a.on('error', () => {});
+    b.on('error', () => {});
+  }
+
+  /** Silent partition: nothing passes in either direction; connections stay open. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
+  /** Hard cut: every connection reset now. */
+  cut(): void {
+    for (const { a, b } of this.pairs) {
+      a.resetAndDestroy();
+      b.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  /** Refuse (reset) new connections until allowed again. */
+  refuse(on: boolean): void {
+    this.refusing = on;
+  }
+
+  get open(): number {
+    return this.pairs.size;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+  }
+}

@@ -1,0 +1,294 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
+import { encodeReadings, type WireBatch } from '../src/sync/payload.js';
+import { FLAG_CLOCK_SUSPECT } from '../src/store/store.js';
+import { Mosquitto } from './helpers/mosquitto.js';
+import { FaultProxy } from './helpers/proxy.js';
+import { Ledger } from './helpers/subscriber.js';
+import { fill, makeStack, reading } from './helpers/stack.js';
+import { makeTmp } from './helpers/tmp.js';
+import { sleep, waitFor } from './helpers/process.js';
+
+const tmp = makeTmp();
+let mosq: Mosquitto;
+
+beforeAll(async () => {
+  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
+});
+afterAll(async () => {
+  await mosq?.stop();
+  tmp.cleanup();
+});
+
+const syncedCount = (s: ReturnType<typeof makeStack>) => s.store.db.prepare('SELECT count(*) FROM transactions WHERE synced = 1').pluck().get() as number;
+const syncedIds = (s: ReturnType<typeof makeStack>) => s.store.db.prepare('SELECT id FROM transactions WHERE synced = 1').pluck().all() as string[];
+
+describe('payload', () => {
+  it('follows the public contract, with description and clock flag only when present', () => {
+    const json = encodeReadings('pi-kitchen', 'b-1', [
+      { id: 'i1', seq: 1, ts: '2026-11-26T10:00:00.123Z', sensor: 'sim-temp', value: 21.5, unit: '°C', description: null, flags: 0 },
+      { id: 'i2', seq: 2, ts: '2026-11-26T10:00:00.124Z', sensor: 'manual', value: 12.5, unit: null, description: 'coffee', flags: FLAG_CLOCK_SUSPECT },
+    ]);
+    expect(JSON.parse(json)).toEqual({
+      device: 'pi-kitchen',
+      batch: 'b-1',
+      readings: [
+        { id: 'i1', seq: 1, ts: '2026-11-26T10:00:00.123Z', sensor: 'sim-temp', value: 21.5, unit: '°C' },
+        { id: 'i2', seq: 2, ts: '2026-11-26T10:00:00.124Z', sensor: 'manual', value: 12.5, unit: null, description: 'coffee', clock: 'unsynced' },
+      ],
+    });
+  });
+});
+
+describe('sync against Mosquitto', () => {
+  it('publishes pending rows as QoS 1 batches and marks them synced on PUBACK, in seq order', async () => {
+    const s = makeStack({ dir: tmp.dir, url: mosq.url, name: 'basic' });
+    const ledger = await Ledger.start(mosq.url, 't/basic/readings');
+    fill(s.store, 1050, 50);
+    s.start();
+    await waitFor(() => s.store.countPending() === 0, 15_000, 'all synced');
+    await waitFor(() => ledger.unique === 1050, 5000, 'ledger complete');
+    expect(syncedIds(s).every((id) => ledger.has(id))).toBe(true);
+    for (const seqs of ledger.seqs) {
+      expect(seqs.length).toBeLessThanOrEqual(100);
+      for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]);
+    }
+    expect(s.sync.stats.ackedRows).toBe(1050);
+    const ev = s.store.recentLog(100).filter((e) => e.event_type === 'batch_acked');
+    expect(ev.length).toBe(11);
+    expect(ev[0].details).toMatchObject({ rows: 100 });
+    expect(s.store.stats().syncedTotal).toBe(1050);
+    await ledger.stop();
+    await s.stop();
+  });
+
+  it('works with MQTT 3.1.1 too', async () => {
+    const s = makeStack({ dir: tmp.dir, url: mosq.url, name: 'v311', protocolVersion: 4 });
+    const ledger = await Ledger.start(mosq.url, 't/v311/readings', { protocolVersion: 4 });
+    fill(s.store, 500);
+    s.start();
+    await waitFor(() => s.store.countPending() === 0, 15_000, 'all synced');
+    await waitFor(() => ledger.unique === 500, 5000, 'ledger');
+    await ledger.stop();
+    await s.stop();
+  });
+
+  it('drains a 100,000-row backlog completely with bounded memory', async () => {
+    const s = makeStack({ dir: tmp.dir, url: mosq.url, name: 'backlog', sync: { batchSize: 500, maxInFlight: 8 } });
+    const ledger = await Ledger.start(mosq.url, 't/backlog/readings');
+    fill(s.store, 100_000, 5000);
+    global.gc?.();
+    const heapBefore = process.memoryUsage().heapUsed;
+    let heapPeak = heapBefore;
+    const sampler = setInterval(() => (heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)), 20);
+    s.start();
+    await waitFor(() => s.store.countPending() === 0, 60_000, 'backlog drained', 100);
+    clearInterval(sampler);
+    await waitFor(() => ledger.unique === 100_000, 15_000, 'ledger complete');
+    expect(syncedCount(s)).toBe(100_000);
+    // the loop holds at most the in-flight window in memory, never the backlog (~100 MB as objects)
+    expect(heapPeak - heapBefore).toBeLessThan(60 * 1024 * 1024);
+    for (const seqs of ledger.seqs) for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBe(seqs[i - 1] + 1);
+    await ledger.stop();
+    await s.stop();
+  });
+
+  it('parks rows the broker refuses (ACL deny under MQTT 5), after maxAttempts, deleting nothing', async () => {
+    const acl = join(tmp.dir, 'acl');
+    writeFileSync(acl, 'topic readwrite nothing/#\n');
+    const denying = await Mosquitto.start(join(tmp.dir, 'mosq-acl'), [`acl_file ${acl}`]);
+    const s = makeStack({ dir: tmp.dir, url: denying.url, name: 'denied', sync: { batchSize: 10, retry: { initialDelayMs: 20, maxDelayMs: 50, maxAttempts: 3 } } });
+    fill(s.store, 25, 25);
+    s.start();
+    await waitFor(() => s.store.stats().parked === 25, 15_000, 'all parked');
+    const rows = s.store.db.prepare('SELECT retry_count, reject_count, synced, parked_at FROM transactions').all() as Array<Record<string, unknown>>;
+    expect(rows).toHaveLength(25);
+    // this Mosquitto drops the connection after each refusal (see SyncLoop.window): a batch caught
+    // in flight by that counts one unknown attempt, never more
+    for (const r of rows) {
+      expect(r).toMatchObject({ reject_count: 3, synced: 0 });
+      expect(r.retry_count as number).toBeLessThanOrEqual(4);
+    }
+    expect(s.sync.stats.rejectedBatches).toBeGreaterThanOrEqual(9);
+    const events = s.store.recentLog(100).map((e) => e.event_type);
+    expect(events).toContain('batch_rejected');
+    expect(events).toContain('rows_parked');
+    const rej = s.store.recentLog(100).find((e) => e.event_type === 'batch_rejected')!;
+    expect(rej.details).toMatchObject({ reasonCode: 135 }); // 0x87 Not authorized
+    // parked rows are not retried; requeue brings them back
+    const rejectedBefore = s.sync.stats.rejectedBatches;
+    await sleep(300);
+    expect(s.sync.stats.rejectedBatches).toBe(rejectedBefore);
+    expect(s.store.requeue()).toBe(25);
+    s.sync.rewind();
+    await waitFor(() => s.sync.stats.rejectedBatches > rejectedBefore, 5000, 'retried after requeue');
+    await s.stop();
+    await denying.stop();
+  });
+
+  it('keeps rows pending while the broker is down and delivers everything after a kill -9 and restart', async () => {
+    const own = await Mosquitto.start(join(tmp.dir, 'mosq-restart'));
+    const ledger = await Ledger.start(own.url, 't/restart/readings');
+    const s = makeStack({ dir: tmp.dir, url: own.url, name: 'restart', sync: { batchSize: 200, publishTimeoutMs: 1000 } });
+    s.start();
+    let produced = 0;
+    const producer = setInterval(() => {
+      s.store.append(Array.from({ length: 200 }, (_, j) => reading(produced + j)));
+      produced += 200;
+    }, 20);
+    await sleep(800);
+    await own.kill();
+    await sleep(1500);
+    expect(s.store.countPending()).toBeGreaterThan(0);
+    expect(s.link.connected).toBe(false);
+    await own.start();
+    await sleep(800);
+    clearInterval(producer);
+    await waitFor(() => s.store.countPending() === 0, 20_000, 'drained after restart');
+    const ids = syncedIds(s);
+    expect(ids.length).toBe(produced);
+    await waitFor(() => ids.every((id) => ledger.has(id)), 10_000, 'every synced id at the subscriber');
+    await ledger.stop();
+    await s.stop();
+    await own.stop();
+  });
+
+  it('resends after a silent partition longer than the publish timeout; nothing lost, duplicates bounded by the window', async () => {
+    const proxy = await new FaultProxy(mosq.port).listen();
+    const ledger = await Ledger.start(mosq.url, 't/partition/readings');
+    const s = makeStack({ dir: tmp.dir, url: proxy.url, name: 'partition', sync: { batchSize: 100, maxInFlight: 4, publishTimeoutMs: 500 } });
+    fill(s.store, 20_000, 1000);
+    s.start();
+    await waitFor(() => s.sync.stats.ackedRows > 2000, 10_000, 'drain under way');
+    proxy.pause();
+    await sleep(1500); // three publish timeouts
+    expect(s.sync.stats.unknownBatches).toBeGreaterThan(0);
+    const retried = s.store.db.prepare('SELECT count(*) FROM transactions WHERE retry_count > 0').pluck().get() as number;
+    expect(retried).toBeGreaterThan(0);
+    proxy.resume();
+    await waitFor(() => s.store.countPending() === 0, 30_000, 'drained after partition');
+    await waitFor(() => ledger.unique === 20_000, 10_000, 'ledger');
+    expect(syncedIds(s).every((id) => ledger.has(id))).toBe(true);
+    // each fault can duplicate at most what was in flight (4 batches of 100)
+    expect(ledger.duplicates).toBeLessThanOrEqual(400 * Math.max(1, s.sync.stats.unknownBatches));
+    const events = s.store.recentLog(10_000).map((e) => e.event_type);
+    expect(events).toContain('batch_timeout');
+    await ledger.stop();
+    await s.stop();
+    await proxy.close();
+  });
+
+  it('a hard cut settles in-flight batches as unknown; mqtt.js does not resend them on its own', async () => {
+    const broker = await new EmbeddedBroker().listen();
+    let hold = true;
+    let received = 0;
+    broker.onPublish = (_c, p) => {
+      if (p.topic.endsWith('/readings')) received++;
+      return hold ? 'hold' : 'ack';
+    };
+    const proxy = await new FaultProxy(broker.port).listen();
+    const s = makeStack({ dir: tmp.dir, url: proxy.url, name: 'cut', sync: { batchSize: 10, maxInFlight: 3 } });
+    fill(s.store, 30, 30);
+    s.start();
+    await waitFor(() => broker.held.length === 3, 5000, 'three batches held');
+    broker.held.splice(0); // these PUBACKs will never come
+    hold = false;
+    proxy.cut();
+    await waitFor(() => s.sync.stats.unknownBatches === 3, 5000, 'three unknown outcomes');
+    await waitFor(() => s.store.countPending() === 0, 10_000, 'resent and acked');
+    // 3 batches before the cut + 3 resent by the loop: no third copy from mqtt.js's store
+    expect(received).toBe(6);
+    const retry = s.store.db.prepare('SELECT DISTINCT retry_count FROM transactions').pluck().all();
+    expect(retry).toEqual([1]);
+    await s.stop();
+    await proxy.close();
+    await broker.close();
+  });
+});
+
+describe('sync against an in-process broker that controls PUBACKs', () => {
+  it('marks nothing synced while PUBACKs are withheld, and everything once they come', async () => {
+    const broker = await new EmbeddedBroker().listen();
+    broker.onPublish = () => 'hold';
+    const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'hold', sync: { batchSize: 10, maxInFlight: 2, publishTimeoutMs: 10_000 } });
+    fill(s.store, 50, 50);
+    s.start();
+    await waitFor(() => broker.held.length === 2, 5000, 'window full');
+    await sleep(300);
+    expect(syncedCount(s)).toBe(0);
+    expect(broker.held.length).toBe(2); // no more than the window while nothing is acked
+    broker.onPublish = () => 'ack';
+    broker.releaseHeld();
+    await waitFor(() => syncedCount(s) === 50, 5000, 'all synced');
+    await s.stop();
+    await broker.close();
+  });
+
+  it('never has more batches in flight than maxInFlight, nor than the broker Receive Maximum allows', async () => {
+    for (const [receiveMaximum, maxInFlight, expected] of [
+      [100, 4, 4],
+      [3, 8, 2], // one slot of the broker's 3 is kept for the status message
+    ]) {
+      const broker = await new EmbeddedBroker({ receiveMaximum, ackDelayMs: 15 }).listen();
+      const s = makeStack({ dir: tmp.dir, url: broker.url, name: `win${receiveMaximum}`, sync: { batchSize: 20, maxInFlight } });
+      fill(s.store, 2000, 500);
+      s.start();
+      await waitFor(() => s.store.countPending() === 0, 20_000, 'drained');
+      expect(broker.clients[0].maxUnacked).toBe(expected);
+      expect(s.sync.stats.window).toBe(expected);
+      await s.stop();
+      await broker.close();
+    }
+  });
+
+  it('splits batches to stay under the broker Maximum Packet Size', async () => {
+    const broker = await new EmbeddedBroker({ maximumPacketSize: 4000 }).listen();
+    broker.keepLog = true;
+    const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'split', sync: { batchSize: 500 } });
+    fill(s.store, 1000, 500);
+    s.start();
+    await waitFor(() => s.store.countPending() === 0, 10_000, 'drained');
+    const msgs = broker.log.filter((m) => m.topic.endsWith('/readings'));
+    expect(msgs.length).toBeGreaterThan(2);
+    for (const m of msgs) expect(m.payload.length).toBeLessThan(4000 - 64);
+    const total = msgs.reduce((n, m) => n + (JSON.parse(m.payload.toString()) as WireBatch).readings.length, 0);
+    expect(total).toBe(1000);
+    await s.stop();
+    await broker.close();
+  });
+
+  it('a PUBACK reason code >= 0x80 is a rejection; 0x10 (no subscribers) is success', async () => {
+    const broker = await new EmbeddedBroker().listen();
+    let code = 0x97; // quota exceeded
+    broker.onPublish = () => (code ? { reasonCode: code } : 'ack');
+    const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'rc', sync: { batchSize: 10, retry: { initialDelayMs: 10, maxDelayMs: 20, maxAttempts: 100 } } });
+    fill(s.store, 10, 10);
+    s.start();
+    await waitFor(() => s.sync.stats.rejectedBatches >= 2, 5000, 'rejected twice');
+    expect(syncedCount(s)).toBe(0);
+    code = 0;
+    broker.onPublish = () => ({ reasonCode: 0x10 });
+    await waitFor(() => syncedCount(s) === 10, 5000, 'acked with 0x10');
+    await s.stop();
+    await broker.close();
+  });
+
+  it('gzip compression: the same JSON, announced with the MQTT 5 content type', async () => {
+    const broker = await new EmbeddedBroker().listen();
+    broker.keepLog = true;
+    const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'gz', sync: { compression: 'gzip' } });
+    fill(s.store, 100, 100);
+    s.start();
+    await waitFor(() => s.store.countPending() === 0, 5000, 'drained');
+    const m = broker.log.find((x) => x.topic.endsWith('/readings'))!;
+    expect(m.properties?.contentType).toBe('application/json+gzip');
+    const batch = JSON.parse(gunzipSync(m.payload).toString()) as WireBatch;
+    expect(batch.readings).toHaveLength(100);
+    expect(batch.device).toBe('gz');
+    await s.stop();
+    await broker.close();
+  });
+});
