@@ -160,8 +160,9 @@ export class SyncLoop {
       this.dispatchRows(rows);
       if (!this.link.connected) return;
     }
+    // room left in the window means nothing more is pending right now: look again later
+    if (this.inFlight.size < window) this.wakeAt(this.opts.intervalMs);
     if (this.inFlight.size === 0) {
-      this.wakeAt(this.opts.intervalMs);
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();

@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
+import { Mosquitto } from './helpers/mosquitto.js';
+import { Ledger } from './helpers/subscriber.js';
+import { makeTmp, writeConfig } from './helpers/tmp.js';
+import { sleep, spawnCli, waitFor } from './helpers/process.js';
+
+const tmp = makeTmp();
+let mosq: Mosquitto;
+beforeAll(async () => {
+  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
+});
+afterAll(async () => {
+  await mosq?.stop();
+  tmp.cleanup();
+});
+
+function config(name: string, url: string, extra: Record<string, unknown> = {}) {
+  const db = join(tmp.dir, `${name}.db`);
+  const path = writeConfig(
+    tmp.dir,
+    {
+      device: { id: name },
+      database: { path: db },
+      mqtt: { url, topicPrefix: 'ds' },
+      sync: { batchSize: 100, maxInFlight: 4, intervalMs: 100, publishTimeoutMs: 3000, shutdownTimeoutMs: 1500, retry: { initialDelayMs: 100, maxDelayMs: 500, maxAttempts: 5 } },
+      status: { intervalMs: 1000 },
+      sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 200 }],
+      log: { level: 'info' },
+      ...extra,
+    },
+    `${name}.yaml`,
+  );
+  return { db, path };
+}
+
+const q = (db: string, sql: string) => {
+  const d = new Database(db, { readonly: true });
+  try {
+    return d.prepare(sql).pluck().get() as number;
+  } finally {
+    d.close();
+  }
+};
+
+describe('daemon with a broker', () => {
+  it('publishes a retained status, and the broker publishes the retained last will on SIGKILL', async () => {
+    const c = config('will', mosq.url);
+    const d = spawnCli(['run', '--config', c.path]);
+    await waitFor(() => d.logLines().some((l) => l.msg === 'connected to broker'), 10_000, 'connected');
+    await sleep(1500);
+    // a subscriber that arrives later still gets the status: it is retained
+    const late = await Ledger.start(mosq.url, 'ds/will/readings', { statusFilter: 'ds/will/status' });
+    await waitFor(() => late.statuses.length > 0, 5000, 'retained status');
+    const st = late.statuses[0];
+    expect(st).toMatchObject({ device: 'will', state: 'online', mode: 'online', version: expect.any(String), _retain: true });
+    for (const k of ['pending', 'parked', 'syncedTotal', 'dbBytes', 'uptimeS']) expect(typeof st[k]).toBe('number');
+    expect('oldestPendingAgeMs' in st && 'lastAckAt' in st).toBe(true);
+    d.child.kill('SIGKILL');
+    await d.exited;
+    await waitFor(() => late.statuses.some((s) => s.state === 'offline'), 10_000, 'last will');
+    expect(late.statuses.find((s) => s.state === 'offline')).toMatchObject({ device: 'will', reason: 'connection lost' });
+    await late.stop();
+    // the will is retained too
+    const later = await Ledger.start(mosq.url, 'ds/will/readings', { statusFilter: 'ds/will/status' });
+    await waitFor(() => later.statuses.length > 0, 5000, 'retained will');
+    expect(later.statuses[0]).toMatchObject({ state: 'offline', _retain: true });
+    await later.stop();
+  });
+
+  it('SIGTERM while batches are in flight: exit 0, acked rows synced, the rest pending; offline status published', async () => {
+    const broker = await new EmbeddedBroker().listen();
+    let acks = 0;
+    // acknowledge the first three reading batches, then hold every PUBACK
+    broker.onPublish = (_c, p) => (p.topic.endsWith('/readings') ? (++acks <= 3 ? 'ack' : 'hold') : 'ack');
+    broker.keepLog = true;
+    const c = config('term', broker.url, {
+      sync: { batchSize: 100, maxInFlight: 4, intervalMs: 100, publishTimeoutMs: 30_000, shutdownTimeoutMs: 1500 },
+    });
+    const d = spawnCli(['run', '--config', c.path]);
+    await waitFor(() => broker.held.length >= 4, 15_000, 'window full of held batches');
+    const t0 = Date.now();
+    d.child.kill('SIGTERM');
+    const { code } = await d.exited;
+    expect(code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(6000); // shutdownTimeoutMs 1.5 s plus the goodbye
+    expect(q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 1')).toBe(300);
+    const pending = q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 0');
+    expect(pending).toBeGreaterThanOrEqual(400);
+    // the batches cut off by the stop were counted as an attempt
+    expect(q(c.db, 'SELECT count(*) FROM transactions WHERE retry_count = 1')).toBeGreaterThanOrEqual(400);
+    const statuses = broker.log.filter((m) => m.topic === 'ds/term/status').map((m) => JSON.parse(m.payload.toString()));
+    expect(statuses.at(-1)).toMatchObject({ state: 'offline', reason: 'shutdown' });
+    await broker.close();
+  });
+
+  it('done-when: 1,000 readings/s, broker down and back, SIGTERM: every synced id reached the subscriber', async () => {
+    const own = await Mosquitto.start(join(tmp.dir, 'mosq-dw'));
+    const ledger = await Ledger.start(own.url, 'ds/+/readings');
+    const c = config('dw', own.url, {
+      sync: { batchSize: 500, maxInFlight: 8, intervalMs: 200, publishTimeoutMs: 3000, retry: { initialDelayMs: 200, maxDelayMs: 1000, maxAttempts: 10 } },
+      sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 1000 }],
+    });
+    const d = spawnCli(['run', '--config', c.path]);
+    await waitFor(() => d.logLines().some((l) => l.msg === 'connected to broker'), 10_000, 'connected');
+    await sleep(3000);
+    await own.stop();
+    await sleep(4000);
+    const pendingDown = q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 0');
+    expect(pendingDown).toBeGreaterThanOrEqual(3000);
+    await own.start();
+    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 0') < 1500, 20_000, 'backlog drained');
+    d.child.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    const db = new Database(c.db, { readonly: true });
+    const synced = db.prepare('SELECT id FROM transactions WHERE synced = 1').pluck().all() as string[];
+    db.close();
+    await waitFor(() => synced.every((id) => ledger.has(id)), 10_000, 'every synced id at the subscriber');
+    expect(synced.length).toBeGreaterThan(5000);
+    // the outage is in the sync log, once, not once per attempt
+    const events = new Database(c.db, { readonly: true }).prepare("SELECT event_type FROM sync_log WHERE event_type IN ('disconnected','connect_failed','connected')").pluck().all();
+    expect(events.filter((e) => e === 'disconnected')).toHaveLength(1);
+    expect(events.filter((e) => e === 'connect_failed').length).toBeLessThanOrEqual(1);
+    // the outage was logged at a sensible rate
+    const warnLines = d.logLines().filter((l) => (l.level as number) >= 40);
+    expect(warnLines.length).toBeLessThan(10);
+    await ledger.stop();
+    await own.stop();
+  });
+});
