@@ -7,6 +7,8 @@ import { Retention } from './store/retention.js';
 import { SyncLoop, type SyncReport } from './sync/sync-loop.js';
 import { MqttLink, type LinkOptions } from './mqtt/link.js';
 import { StatusReporter, type StatusPayload } from './status/reporter.js';
+import { ControlServer } from './control/server.js';
+import { defaultSocketPath } from './control/protocol.js';
 import { CLOCK_FLOOR_MS, VERSION } from './version.js';
 
 export interface DaemonOptions {
@@ -40,6 +42,7 @@ export class Daemon {
   sync?: SyncLoop;
   status?: StatusReporter;
   retention?: Retention;
+  control?: ControlServer;
   private retentionTimer?: NodeJS.Timeout;
   private stopping?: Promise<void>;
   private startedAt = 0;
@@ -73,6 +76,7 @@ export class Daemon {
     const st = store.stats();
     log.info({ module: 'store', path: config.database.path, pending: st.pending, parked: st.parked, lastSeq: st.lastSeq }, 'database open');
     this.offlineByChoice = store.getConfig(MODE_KEY) === 'offline';
+    await this.startControl();
 
     // sampling first: readings are safe in SQLite whatever the network does
     const sensorLog = log.child({ module: 'sensors' });
@@ -159,6 +163,55 @@ export class Daemon {
     this.saveState();
   }
 
+  get socketPath(): string {
+    return this.config.control.socketPath ?? defaultSocketPath(this.config.database.path);
+  }
+
+  /** The CLI's way in. Refuses to start beside another daemon on the same database. */
+  private async startControl(): Promise<void> {
+    const control = new ControlServer(
+      this.socketPath,
+      {
+        ping: () => ({ pid: process.pid, version: VERSION, link: this.linkView(), uptimeS: Math.round((this.now() - this.startedAt) / 1000) }),
+        online: async () => {
+          await this.setOnline(true);
+          return { link: this.linkView() };
+        },
+        offline: async () => {
+          await this.setOnline(false);
+          return { link: this.linkView() };
+        },
+        sync: (a) => this.syncNow(typeof a.timeoutMs === 'number' ? a.timeoutMs : 10_000),
+        requeue: (a) => ({ requeued: this.requeue(Array.isArray(a.ids) ? a.ids.map(String) : undefined) }),
+        status: () => this.liveStatus(),
+      },
+      this.log.child({ module: 'control' }),
+    );
+    try {
+      await control.start();
+      this.control = control;
+    } catch (err) {
+      if ((err as Error).name === 'AlreadyRunningError') throw err;
+      // the daemon's first job is sampling: run without the control socket rather than not at all
+      this.log.error({ err, path: this.socketPath }, 'control socket unavailable; CLI commands that need the daemon will not work');
+    }
+  }
+
+  /** What only the running daemon knows (the CLI's status adds it to what the database says). */
+  liveStatus() {
+    return {
+      pid: process.pid,
+      version: VERSION,
+      link: this.linkView(),
+      lastError: this.link?.lastError ?? null,
+      uptimeS: Math.round((this.now() - this.startedAt) / 1000),
+      inFlightBatches: this.sync?.stats.inFlightBatches ?? 0,
+      window: this.sync?.stats.window ?? 0,
+      sync: this.sync?.stats,
+      sampler: this.sampler?.stats,
+    };
+  }
+
   private runRetention(): void {
     try {
       this.retention?.run(this.now());
@@ -226,8 +279,18 @@ export class Daemon {
     if (online) {
       this.log.info('going online (operator)');
       this.sync.setPaused(false);
-      this.link.resume();
-      this.link.connectNow();
+      const link = this.link;
+      const connected = new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 3000);
+        link.once('connect', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      link.resume();
+      link.connectNow();
+      // answer the operator once connected (or after 3 s: the link keeps trying with backoff)
+      await connected;
     } else {
       this.log.info('going offline (operator): finishing in-flight batches, then disconnecting');
       this.sync.setPaused(true);
@@ -241,7 +304,9 @@ export class Daemon {
   /** Force a sync attempt now, skipping any backoff wait. */
   async syncNow(timeoutMs: number): Promise<SyncReport> {
     if (!this.sync || !this.link) throw new Error('daemon not started');
-    if (this.offlineByChoice) return { ok: false, ackedRows: 0, ackedBatches: 0, reason: 'offline by choice (run edge-sensor online first)' };
+    if (this.offlineByChoice) {
+      return { ok: false, ackedRows: 0, ackedBatches: 0, pendingLeft: this.store?.countPending(), reason: 'offline by choice (run edge-sensor online first)' };
+    }
     this.link.connectNow();
     const report = await this.sync.syncNow(timeoutMs);
     if (!report.ok && !this.link.connected && this.link.lastError) report.reason = `cannot reach broker: ${this.link.lastError}`;
@@ -265,6 +330,7 @@ export class Daemon {
   stop(reason = 'stop requested'): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info({ reason }, 'stopping');
+      await this.control?.stop();
       await this.sampler?.stop();
       clearInterval(this.retentionTimer);
       if (this.sync) {

@@ -4,8 +4,24 @@ import { VERSION } from '../version.js';
 import { CliError, parse, type Command } from './command.js';
 import { checkConfigCommand } from './check-config.js';
 import { runCommand } from './run.js';
+import { statusCommand } from './status.js';
+import { logCommand } from './log.js';
+import { recordCommand } from './record.js';
+import { onlineCommand, offlineCommand } from './mode.js';
+import { syncCommand } from './sync.js';
+import { requeueCommand } from './requeue.js';
 
-const commands: Command[] = [runCommand, checkConfigCommand];
+const commands: Command[] = [
+  runCommand,
+  checkConfigCommand,
+  statusCommand,
+  logCommand,
+  recordCommand,
+  offlineCommand,
+  onlineCommand,
+  syncCommand,
+  requeueCommand,
+];
 
 function help(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

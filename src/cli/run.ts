@@ -30,6 +30,10 @@ export const runCommand: Command = {
       await daemon.start();
     } catch (err) {
       await daemon.stop('start failed').catch(() => {});
+      if ((err as Error).name === 'AlreadyRunningError') {
+        log.fatal({ err }, (err as Error).message);
+        return EXIT.FAILURE;
+      }
       if (err instanceof StoreOpenError) {
         log.fatal({ err, path: err.path, kind: err.kind }, err.message);
         return err.kind === 'foreign' || err.kind === 'newer-schema' ? EXIT.DATA : EXIT.CANTCREAT;

@@ -126,6 +126,8 @@ export class Store {
       logEvent: db.prepare('INSERT INTO sync_log (timestamp, event_type, details) VALUES (?, ?, ?)'),
       recentLog: db.prepare('SELECT id, timestamp, event_type, details FROM sync_log WHERE id > ? ORDER BY id DESC LIMIT ?'),
       pruneLog: db.prepare('DELETE FROM sync_log WHERE id <= (SELECT max(id) FROM sync_log) - ?'),
+      retryStats: db.prepare(`SELECT count(*) AS rows, coalesce(max(retry_count), 0) AS maxRetry FROM transactions WHERE ${PENDING} AND retry_count > 0`),
+      lastEventOf: db.prepare('SELECT id, timestamp, event_type, details FROM sync_log WHERE event_type IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1'),
     };
   }
 
@@ -250,6 +252,17 @@ export class Store {
   recentLog(limit: number, afterId = 0): SyncLogEntry[] {
     const rows = this.stmts.recentLog.all(afterId, limit) as Array<{ id: number; timestamp: string; event_type: string; details: string | null }>;
     return rows.reverse().map((r) => ({ ...r, details: r.details ? safeJson(r.details) : null }));
+  }
+
+  /** Pending rows that have failed at least once, and the most attempts any of them has had. */
+  retryStats(): { rows: number; maxRetry: number } {
+    return this.stmts.retryStats.get() as { rows: number; maxRetry: number };
+  }
+
+  /** The newest sync_log event of one of these types. */
+  lastEvent(types: readonly string[]): SyncLogEntry | undefined {
+    const r = this.stmts.lastEventOf.get(JSON.stringify(types)) as { id: number; timestamp: string; event_type: string; details: string | null } | undefined;
+    return r ? { ...r, details: r.details ? safeJson(r.details) : null } : undefined;
   }
 
   /** Keeps the newest maxRows sync_log events. */

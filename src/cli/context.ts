@@ -1,0 +1,68 @@
+import { configPath, loadConfig, ConfigError } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { EXIT } from '../exit-codes.js';
+import { StoreOpenError } from '../store/database.js';
+import { Store } from '../store/store.js';
+import { defaultSocketPath } from '../control/protocol.js';
+import { sendControl, DaemonNotRunningError, ControlCommandError } from '../control/client.js';
+import type { ControlRequest } from '../control/protocol.js';
+import { CliError } from './command.js';
+
+/** Loads the config named by --config / EDGE_SENSOR_CONFIG / the default, or fails with 78 and every problem. */
+export function cliConfig(flag: unknown): Config {
+  const file = configPath(typeof flag === 'string' ? flag : undefined);
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.CONFIG);
+    throw err;
+  }
+}
+
+/** Opens the daemon's database for a CLI command. Read-only commands never create or migrate anything. */
+export function cliStore(config: Config, mode: 'read' | 'write'): Store {
+  try {
+    return new Store(config.database.path, {
+      readonly: mode === 'read',
+      create: mode === 'write',
+      synchronous: config.database.synchronous,
+      busyTimeoutMs: config.database.busyTimeoutMs,
+    });
+  } catch (err) {
+    if (err instanceof StoreOpenError) {
+      const code = err.kind === 'missing' ? EXIT.NOINPUT : err.kind === 'foreign' || err.kind === 'newer-schema' ? EXIT.DATA : EXIT.CANTCREAT;
+      throw new CliError(err.message, code);
+    }
+    throw err;
+  }
+}
+
+export function socketPathOf(config: Config): string {
+  return config.control.socketPath ?? defaultSocketPath(config.database.path);
+}
+
+/** Sends a command to the running daemon; "daemon not running" becomes a clear CLI error (exit 69). */
+export async function askDaemon(config: Config, cmd: ControlRequest['cmd'], args: Record<string, unknown> = {}, timeoutMs = 5000): Promise<unknown> {
+  try {
+    return await sendControl(socketPathOf(config), cmd, args, timeoutMs);
+  } catch (err) {
+    if (err instanceof DaemonNotRunningError) {
+      throw new CliError(`daemon not running: nothing listens on ${err.socketPath} (start it with 'edge-sensor run' or 'systemctl start edge-sensor')`, EXIT.UNAVAILABLE);
+    }
+    if (err instanceof ControlCommandError) throw new CliError(`the daemon refused '${cmd}': ${err.message}`);
+    throw new CliError((err as Error).message);
+  }
+}
+
+/** Whether a daemon answers on the socket (never throws). */
+export async function pingDaemon(config: Config): Promise<{ pid: number; version: string; link: string; uptimeS: number } | undefined> {
+  try {
+    return (await sendControl(socketPathOf(config), 'ping', {}, 1500)) as { pid: number; version: string; link: string; uptimeS: number };
+  } catch {
+    return undefined;
+  }
+}
+
+export function printJson(v: unknown): void {
+  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+}

@@ -1,0 +1,28 @@
+import { EXIT } from '../exit-codes.js';
+import { configOption, CliError, type Command } from './command.js';
+import { askDaemon, cliConfig, cliStore, pingDaemon, printJson } from './context.js';
+
+export const requeueCommand: Command = {
+  name: 'requeue',
+  summary: 'put parked rows (refused by the broker too often) back to pending',
+  usage: 'edge-sensor requeue (--all | --ids ID[,ID...]) [--config PATH] [--json] [--stored]   (--stored: daemon not running, change the database directly)',
+  options: { ...configOption, all: { type: 'boolean' }, ids: { type: 'string', multiple: true }, json: { type: 'boolean' }, stored: { type: 'boolean' } },
+  async run(values) {
+    const ids = ((values.ids as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+    if (!values.all && ids.length === 0) throw new CliError('say which rows: --all, or --ids ID[,ID...]', EXIT.USAGE);
+    if (values.all && ids.length > 0) throw new CliError('--all and --ids exclude each other', EXIT.USAGE);
+    const config = cliConfig(values.config);
+    let requeued: number;
+    if (values.stored && !(await pingDaemon(config))) {
+      const store = cliStore(config, 'write');
+      requeued = store.requeue(values.all ? undefined : ids);
+      if (requeued > 0) store.logEvent('rows_requeued', { rows: requeued, stored: true });
+      store.close();
+    } else {
+      requeued = ((await askDaemon(config, 'requeue', values.all ? {} : { ids })) as { requeued: number }).requeued;
+    }
+    if (values.json) printJson({ requeued });
+    else process.stdout.write(`${requeued} parked rows back to pending\n`);
+    return EXIT.OK;
+  },
+};

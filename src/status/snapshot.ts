@@ -1,0 +1,112 @@
+import type { Store } from '../store/store.js';
+import { formatBytes, formatDuration } from '../util/duration.js';
+
+/** What the running daemon adds (through the control socket, or in-process for the demo). */
+export interface LiveStatus {
+  pid: number;
+  version: string;
+  link: string;
+  lastError: string | null;
+  uptimeS: number;
+  inFlightBatches: number;
+  window: number;
+  sampler?: { lost: number; written: number };
+}
+
+export interface StatusSnapshot {
+  database: { path: string; bytes: number };
+  daemon: { running: boolean; pid?: number; uptimeS?: number; version?: string; link: string; lastError: string | null; inFlightBatches?: number };
+  mode: 'online' | 'offline-by-choice';
+  pending: number;
+  parked: number;
+  synced: number;
+  oldestPendingTs: string | null;
+  oldestPendingAgeMs: number | null;
+  lastAckAt: string | null;
+  lastError: { at: string; type: string; details: unknown } | null;
+  retries: { pendingRowsRetried: number; maxRetryCount: number };
+  lostTotal: number;
+  lastSeq: number;
+}
+
+const ERROR_EVENTS = ['batch_rejected', 'batch_timeout', 'rows_parked', 'connect_failed', 'disconnected', 'readings_dropped', 'write_failed'];
+
+/**
+ * Everything `edge-sensor status` shows, read from the database (works with the daemon stopped)
+ * and completed by the live daemon when it answers.
+ */
+export function buildStatus(store: Store, live: LiveStatus | undefined, nowMs = Date.now()): StatusSnapshot {
+  const st = store.stats();
+  const lastAck = store.lastEvent(['batch_acked']);
+  const lastErr = store.lastEvent(ERROR_EVENTS);
+  const retry = store.retryStats();
+  const saved = parseJson(store.getConfig('daemon_state')) as { link?: string; lastError?: string } | undefined;
+  const mode = store.getConfig('mode') === 'offline' ? 'offline-by-choice' : 'online';
+  const daemon: StatusSnapshot['daemon'] = live
+    ? { running: true, pid: live.pid, uptimeS: live.uptimeS, version: live.version, link: live.link, lastError: live.lastError, inFlightBatches: live.inFlightBatches }
+    : { running: false, link: 'stopped', lastError: saved?.lastError ?? null };
+  return {
+    database: { path: store.path, bytes: st.fileBytes },
+    daemon,
+    mode,
+    pending: st.pending,
+    parked: st.parked,
+    synced: st.syncedTotal,
+    oldestPendingTs: st.oldestPendingTs,
+    oldestPendingAgeMs: st.oldestPendingTs ? Math.max(0, nowMs - Date.parse(st.oldestPendingTs)) : null,
+    lastAckAt: lastAck?.timestamp ?? null,
+    lastError: lastErr ? { at: lastErr.timestamp, type: lastErr.event_type, details: lastErr.details } : null,
+    retries: { pendingRowsRetried: retry.rows, maxRetryCount: retry.maxRetry },
+    lostTotal: Math.max(Number(store.getConfig('lost_total') ?? 0), live?.sampler?.lost ?? 0),
+    lastSeq: st.lastSeq,
+  };
+}
+
+function parseJson(s: string | undefined): unknown {
+  if (!s) return undefined;
+  try {
+    return JSON.parse(s);
+  } catch {
+    return undefined;
+  }
+}
+
+const LINK_WORDS: Record<string, string> = {
+  online: 'online (connected to the broker)',
+  'offline-by-choice': 'offline by choice (edge-sensor online to resume)',
+  unreachable: 'unable to reach the broker',
+  connecting: 'connecting to the broker',
+  stopped: 'stopped',
+};
+
+/** The human table. */
+export function formatStatus(s: StatusSnapshot, nowMs = Date.now()): string {
+  const ago = (iso: string | null) => (iso ? `${formatDuration(Math.max(0, nowMs - Date.parse(iso)))} ago (${iso})` : 'never');
+  const d = s.daemon;
+  const daemonLine = d.running
+    ? `running (pid ${d.pid}, up ${formatDuration((d.uptimeS ?? 0) * 1000)}), ${LINK_WORDS[d.link] ?? d.link}${d.inFlightBatches ? `, ${d.inFlightBatches} batches in flight` : ''}`
+    : `not running${s.mode === 'offline-by-choice' ? ' (will start offline by choice)' : ''}`;
+  const rows: Array<[string, string]> = [
+    ['daemon', daemonLine],
+    ['mode', s.mode === 'online' ? 'online' : 'offline by choice'],
+    ['pending', `${s.pending}${s.oldestPendingAgeMs !== null ? ` (oldest taken ${formatDuration(s.oldestPendingAgeMs)} ago)` : ''}`],
+    ['parked', `${s.parked}${s.parked > 0 ? ' (refused by the broker; edge-sensor requeue --all to retry)' : ''}`],
+    ['synced', `${s.synced} in total`],
+    ['last ack', ago(s.lastAckAt)],
+    ['last error', s.lastError ? `${s.lastError.type} ${ago(s.lastError.at)}: ${describeDetails(s.lastError.details)}` : d.lastError ?? 'none'],
+    ['retries', `${s.retries.pendingRowsRetried} pending rows have failed before (most attempts: ${s.retries.maxRetryCount})`],
+    ['lost', `${s.lostTotal} readings could not be stored or were dropped`],
+    ['database', `${s.database.path}, ${formatBytes(s.database.bytes)}, last seq ${s.lastSeq}`],
+  ];
+  if (d.running && d.lastError && d.link !== 'online') rows.splice(1, 0, ['broker', d.lastError]);
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
+}
+
+function describeDetails(d: unknown): string {
+  if (d && typeof d === 'object') {
+    const o = d as Record<string, unknown>;
+    return String(o.error ?? o.reason ?? JSON.stringify(o));
+  }
+  return String(d);
+}
