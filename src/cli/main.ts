@@ -10,6 +10,8 @@ import { recordCommand } from './record.js';
 import { onlineCommand, offlineCommand } from './mode.js';
 import { syncCommand } from './sync.js';
 import { requeueCommand } from './requeue.js';
+import { watchCommand } from './watch.js';
+import { demoCommand } from './demo.js';
 
 const commands: Command[] = [
   runCommand,
@@ -21,6 +23,8 @@ const commands: Command[] = [
   onlineCommand,
   syncCommand,
   requeueCommand,
+  watchCommand,
+  demoCommand,
 ];
 
 function help(): string {

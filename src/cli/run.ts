@@ -26,6 +26,23 @@ export const runCommand: Command = {
     const log = createLogger(config.log.level);
     log.info({ version: VERSION, config: file, device: config.device.id, node: process.version }, 'edge-sensor starting');
     const daemon = new Daemon(config, log);
+    // signal handlers first: a SIGTERM that arrives while starting must still end in a clean stop
+    let signals = 0;
+    let signalled: NodeJS.Signals | undefined;
+    let onStopRequest: ((sig: NodeJS.Signals) => void) | undefined;
+    let forceExit: (() => void) | undefined;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        log.warn({ signal: sig }, 'second signal: exiting now');
+        forceExit?.();
+        return;
+      }
+      signalled = sig;
+      onStopRequest?.(sig);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
     try {
       await daemon.start();
     } catch (err) {
@@ -42,14 +59,8 @@ export const runCommand: Command = {
       return EXIT.FAILURE;
     }
     return new Promise<number>((resolve) => {
-      let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
-        signals++;
-        if (signals > 1) {
-          log.warn({ signal: sig }, 'second signal: exiting now');
-          resolve(EXIT.FAILURE);
-          return;
-        }
+      forceExit = () => resolve(EXIT.FAILURE);
+      onStopRequest = (sig) =>
         daemon.stop(sig).then(
           () => resolve(EXIT.OK),
           (err) => {
@@ -57,9 +68,7 @@ export const runCommand: Command = {
             resolve(EXIT.FAILURE);
           },
         );
-      };
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
+      if (signalled) onStopRequest(signalled);
     });
   },
 };

@@ -1,0 +1,101 @@
+import { gunzipSync } from 'node:zlib';
+import { connect, type IClientOptions } from 'mqtt';
+import { EXIT } from '../exit-codes.js';
+import { FleetWatcher, type WatchEvent } from '../status/watcher.js';
+import type { WireBatch } from '../sync/payload.js';
+import { formatDuration } from '../util/duration.js';
+import { CliError, configOption, type Command } from './command.js';
+import { cliConfig } from './context.js';
+
+function time(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 23);
+}
+
+/** One line per event, for people. */
+export function formatWatchEvent(e: WatchEvent): string {
+  const head = `${time(e.at)}  ${e.device.padEnd(16)}`;
+  switch (e.type) {
+    case 'status': {
+      const s = e.status;
+      const state = String(s.state ?? '?').toUpperCase();
+      const extra = s.state === 'offline' ? ` (${String(s.reason ?? '')})` : '';
+      const nums = ['pending', 'parked', 'syncedTotal', 'lostTotal'].filter((k) => typeof s[k] === 'number').map((k) => `${k} ${String(s[k])}`);
+      return `${head}  status  ${state}${extra}${nums.length ? '  ' + nums.join('  ') : ''}`;
+    }
+    case 'batch': {
+      const flags = [
+        e.duplicates ? `DUPLICATES ${e.duplicates}` : '',
+        e.newGaps.length ? `GAP ${e.newGaps.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')}` : '',
+        e.filled ? `late ${e.filled} (gap closing, ${e.openGapReadings} still missing)` : '',
+        e.compressed ? 'gzip' : '',
+      ].filter(Boolean);
+      return `${head}  batch   ${String(e.rows).padStart(5)} readings  seq ${e.firstSeq}-${e.lastSeq}  delay ${formatDuration(Math.max(0, e.delayMs))}${e.maxDelayMs - e.delayMs > 1000 ? ` (oldest ${formatDuration(e.maxDelayMs)})` : ''}${flags.length ? '  ' + flags.join('  ') : ''}`;
+    }
+    case 'dropped':
+      return `${head}  DROPPED ${e.count} readings on the device (${e.reason ?? 'disk cap'}): seq ${e.ranges.map(([a, b]) => `${a}-${b}`).join(',')}`;
+    case 'bad':
+      return `${head}  unreadable message: ${e.error}`;
+  }
+}
+
+export const watchCommand: Command = {
+  name: 'watch',
+  summary: 'subscribe to a broker and show every device live: status, batches, delays, duplicates and seq gaps',
+  usage: 'edge-sensor watch [--config PATH | --url URL [--prefix P]] [--protocol 4|5] [--json]',
+  options: { ...configOption, url: { type: 'string' }, prefix: { type: 'string' }, protocol: { type: 'string' }, json: { type: 'boolean' } },
+  async run(values) {
+    let url = values.url as string | undefined;
+    let prefix = values.prefix as string | undefined;
+    let protocolVersion: 4 | 5 = values.protocol === '4' ? 4 : 5;
+    if (!url) {
+      const config = cliConfig(values.config);
+      url = config.mqtt.url;
+      prefix ??= config.mqtt.topicPrefix;
+      if (values.protocol === undefined) protocolVersion = config.mqtt.protocolVersion;
+    }
+    prefix ??= 'edge-sensor';
+    if (values.protocol !== undefined && values.protocol !== '4' && values.protocol !== '5') throw new CliError('--protocol expects 4 or 5', EXIT.USAGE);
+    const watcher = new FleetWatcher();
+    const out = (e: WatchEvent) => process.stdout.write((values.json ? JSON.stringify(e) : formatWatchEvent(e)) + '\n');
+    const opts: IClientOptions = { protocolVersion, clean: true, reconnectPeriod: 2000, connectTimeout: 10_000, clientId: `edge-sensor-watch-${process.pid}` };
+    const client = connect(url, opts);
+    const safeUrl = url.replace(/\/\/[^/@]*@/, '//***@');
+    let warned = false;
+    client.on('connect', () => {
+      warned = false;
+      process.stderr.write(`watching ${prefix}/+/readings and ${prefix}/+/status on ${safeUrl} (Ctrl-C to stop)\n`);
+      client.subscribe([`${prefix}/+/readings`, `${prefix}/+/status`, `${prefix}/+/dropped`], { qos: 1 });
+    });
+    client.on('error', (err) => {
+      if (!warned) process.stderr.write(`watch: ${err.message} (retrying)\n`);
+      warned = true;
+    });
+    client.on('message', (topic, payload, packet) => {
+      const parts = topic.split('/');
+      const kind = parts[parts.length - 1];
+      const device = parts[parts.length - 2] ?? '?';
+      try {
+        if (kind === 'status') {
+          if (payload.length) out(watcher.status(device, JSON.parse(payload.toString()) as Record<string, unknown>));
+        } else if (kind === 'dropped') {
+          const d = JSON.parse(payload.toString()) as { ranges: Array<[number, number]>; reason?: string };
+          out(watcher.dropped(device, d.ranges, d.reason));
+        } else {
+          const gz = packet.properties?.contentType === 'application/json+gzip' || (payload[0] === 0x1f && payload[1] === 0x8b);
+          const batch = JSON.parse((gz ? gunzipSync(payload) : payload).toString()) as WireBatch;
+          out(watcher.batch(device, batch, gz));
+        }
+      } catch (err) {
+        out({ type: 'bad', device, at: Date.now(), error: (err as Error).message });
+      }
+    });
+    return new Promise<number>((resolve) => {
+      const stop = () => {
+        client.end(true);
+        resolve(EXIT.OK);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+  },
+};

@@ -1,0 +1,296 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
+import { FleetWatcher } from '../src/status/watcher.js';
+import { Mosquitto } from './helpers/mosquitto.js';
+import { makeTmp, writeConfig } from './helpers/tmp.js';
+import { runCli, sleep, spawnCli, waitFor, type Spawned } from './helpers/process.js';
+
+const tmp = makeTmp();
+let mosq: Mosquitto;
+beforeAll(async () => {
+  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
+});
+afterAll(async () => {
+  await mosq?.stop();
+  tmp.cleanup();
+});
+
+function config(name: string, url = mosq.url, extra: Record<string, unknown> = {}) {
+  const db = join(tmp.dir, `${name}.db`);
+  const path = writeConfig(
+    tmp.dir,
+    {
+      device: { id: name },
+      database: { path: db },
+      mqtt: { url, topicPrefix: 'cli' },
+      sync: { batchSize: 50, maxInFlight: 2, intervalMs: 200, publishTimeoutMs: 2000, shutdownTimeoutMs: 1000, retry: { initialDelayMs: 100, maxDelayMs: 300, maxAttempts: 2 } },
+      sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 10 }],
+      log: { level: 'info' },
+      ...extra,
+    },
+    `${name}.yaml`,
+  );
+  return { db, path, args: ['--config', path] };
+}
+
+const q = (db: string, sql: string) => {
+  const d = new Database(db, { readonly: true });
+  try {
+    return d.prepare(sql).pluck().get() as number;
+  } finally {
+    d.close();
+  }
+};
+const synced = (db: string) => q(db, 'SELECT count(*) FROM transactions WHERE synced = 1');
+
+async function startDaemon(args: string[]): Promise<Spawned> {
+  const d = spawnCli(['run', ...args]);
+  await waitFor(() => d.logLines().some((l) => l.msg === 'sampling started'), 10_000, 'daemon started');
+  return d;
+}
+async function stopDaemon(d: Spawned) {
+  d.child.kill('SIGTERM');
+  expect((await d.exited).code).toBe(0);
+}
+
+describe('CLI without a running daemon', () => {
+  it('record stores a transaction at once; status shows one more pending', async () => {
+    const c = config('rec');
+    const r1 = await runCli(['record', ...c.args, '--amount', '12.5', '--description', 'coffee']);
+    expect(r1.code).toBe(0);
+    expect(r1.stdout).toMatch(/recorded seq 1/);
+    const st1 = await runCli(['status', ...c.args, '--json']);
+    expect(st1.stderr).toBe('');
+    const s1 = JSON.parse(st1.stdout);
+    const r2 = await runCli(['record', ...c.args, '--amount=-3', '--sensor', 'till', '--json']);
+    expect(JSON.parse(r2.stdout)).toMatchObject({ seq: 2, sensor: 'till', amount: -3, description: null });
+    const s2 = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout);
+    expect(s2.pending).toBe(s1.pending + 1);
+    expect(s2).toMatchObject({ daemon: { running: false }, mode: 'online', parked: 0, synced: 0 });
+    expect(q(c.db, "SELECT count(*) FROM transactions WHERE description = 'coffee' AND amount = 12.5 AND sensor = 'manual'")).toBe(1);
+    const human = await runCli(['status', ...c.args]);
+    expect(human.stdout).toMatch(/pending\s+2/);
+    expect(human.stdout).toMatch(/daemon\s+not running/);
+  });
+
+  it('record refuses a bad amount and changes nothing', async () => {
+    const c = config('badamount');
+    for (const amount of ['lots', '', 'NaN']) {
+      const r = await runCli(['record', ...c.args, '--amount', amount]);
+      expect(r.code).toBe(64);
+      expect(r.stderr).toMatch(/--amount expects a number/);
+    }
+    expect(existsSync(c.db)).toBe(false);
+  });
+
+  it('status and log on a missing or foreign database fail clearly and change nothing', async () => {
+    const c = config('missing');
+    const s = await runCli(['status', ...c.args]);
+    expect(s.code).toBe(66);
+    expect(s.stderr).toMatch(/no database at .*missing\.db/);
+    expect((await runCli(['log', ...c.args])).code).toBe(66);
+    expect(existsSync(c.db)).toBe(false);
+
+    const foreign = config('foreign');
+    const f = new Database(foreign.db);
+    f.exec('CREATE TABLE recipes (name TEXT)');
+    f.close();
+    const before = readFileSync(foreign.db);
+    for (const cmd of [['status'], ['log'], ['record', '--amount', '1']]) {
+      const r = await runCli([...cmd, ...foreign.args]);
+      expect(r.code).toBe(65);
+      expect(r.stderr).toMatch(/another application/);
+    }
+    expect(readFileSync(foreign.db).equals(before)).toBe(true);
+  });
+
+  it('commands that need the daemon say "daemon not running" (exit 69); --stored records the choice', async () => {
+    const c = config('nodaemon');
+    await runCli(['record', ...c.args, '--amount', '1']);
+    for (const cmd of [['sync'], ['offline'], ['online'], ['requeue', '--all']]) {
+      const r = await runCli([...cmd, ...c.args]);
+      expect(r.code).toBe(69);
+      expect(r.stderr).toMatch(/daemon not running/);
+    }
+    const r = await runCli(['offline', '--stored', ...c.args]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout).mode).toBe('offline-by-choice');
+  });
+
+  it('every command has --help', async () => {
+    for (const cmd of ['run', 'check-config', 'status', 'log', 'record', 'offline', 'online', 'sync', 'requeue', 'watch', 'demo']) {
+      const r = await runCli([cmd, '--help']);
+      expect(r.code, cmd).toBe(0);
+      expect(r.stdout, cmd).toMatch(new RegExp(`usage: edge-sensor ${cmd}`));
+    }
+    const bad = await runCli(['status', '--colour']);
+    expect(bad.code).toBe(64);
+  });
+});
+
+describe('CLI beside a running daemon', () => {
+  it('offline stops the PUBACKs, shows in status, survives a restart; online resumes at once', async () => {
+    const c = config('mode');
+    let d = await startDaemon(c.args);
+    await waitFor(() => synced(c.db) > 0, 10_000, 'first rows synced');
+    const off = await runCli(['offline', ...c.args]);
+    expect(off.code).toBe(0);
+    const s1 = synced(c.db);
+    await sleep(2500);
+    expect(synced(c.db)).toBe(s1);
+    const st = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout);
+    expect(st).toMatchObject({ mode: 'offline-by-choice', daemon: { running: true, link: 'offline-by-choice' } });
+    expect(st.pending).toBeGreaterThan(0);
+    // the choice survives a restart
+    await stopDaemon(d);
+    d = await startDaemon(c.args);
+    await sleep(2000);
+    expect(synced(c.db)).toBe(s1);
+    expect(d.logLines().some((l) => /offline by choice/.test(String(l.msg)))).toBe(true);
+    const on = await runCli(['online', ...c.args]);
+    expect(on.code).toBe(0);
+    expect(on.stdout).toMatch(/online: connected/);
+    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 0') <= 10, 5000, 'backlog drained after online');
+    const log = (await runCli(['log', ...c.args, '--limit', '50'])).stdout;
+    expect(log).toMatch(/went_offline/);
+    expect(log).toMatch(/went_online/);
+    await stopDaemon(d);
+  });
+
+  it('sync runs a cycle at once, skipping the idle wait, and reports what was acknowledged', async () => {
+    const c = config('force', mosq.url, { sync: { batchSize: 50, intervalMs: 3_600_000, publishTimeoutMs: 2000 } });
+    const d = await startDaemon(c.args);
+    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions') >= 20, 10_000, 'rows sampled');
+    const before = synced(c.db);
+    const r = await runCli(['sync', ...c.args, '--json']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.ok).toBe(true);
+    expect(report.ackedRows).toBeGreaterThanOrEqual(20 - before);
+    expect(synced(c.db)).toBeGreaterThanOrEqual(before + report.ackedRows);
+    await stopDaemon(d);
+  });
+
+  it('sync reports why not when the broker is unreachable', async () => {
+    const c = config('unreach', 'mqtt://127.0.0.1:1', { sync: { intervalMs: 200, retry: { initialDelayMs: 60_000, maxDelayMs: 60_000, maxAttempts: 2 } } });
+    const d = await startDaemon(c.args);
+    const r = await runCli(['sync', ...c.args, '--timeout', '1500']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/not synced: cannot reach broker: .*ECONNREFUSED/);
+    const st = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout);
+    expect(st.daemon.link).toBe('unreachable');
+    await stopDaemon(d);
+  });
+
+  it('requeue puts parked rows back to pending', async () => {
+    const broker = await new EmbeddedBroker().listen();
+    let refuse = true;
+    broker.onPublish = (_c, p) => (refuse && p.topic.endsWith('/readings') ? { reasonCode: 0x97 } : 'ack');
+    const c = config('requeue', broker.url);
+    const d = await startDaemon(c.args);
+    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions WHERE parked_at IS NOT NULL') >= 10, 15_000, 'rows parked');
+    refuse = false;
+    const parked = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout).parked;
+    expect(parked).toBeGreaterThanOrEqual(10);
+    const r = await runCli(['requeue', '--all', ...c.args, '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).requeued).toBeGreaterThanOrEqual(parked);
+    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions WHERE parked_at IS NOT NULL') === 0 && synced(c.db) >= parked, 10_000, 'requeued rows synced');
+    await stopDaemon(d);
+    await broker.close();
+  });
+
+  it('status beside a daemon writing fast neither blocks it nor fails with SQLITE_BUSY', async () => {
+    const c = config('busy', mosq.url, { sensors: [{ type: 'simulated', name: 'sim', schedule: '* * * * * *', count: 5000 }] });
+    const d = await startDaemon(c.args);
+    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions') > 0, 10_000, 'rows');
+    for (let i = 0; i < 8; i++) {
+      const r = await runCli(['status', ...c.args, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).daemon.running).toBe(true);
+    }
+    await stopDaemon(d);
+    const stopped = d.logLines().find((l) => l.msg === 'stopped')!;
+    expect(stopped.lost).toBe(0);
+    expect(stopped.written as number).toBeGreaterThanOrEqual(10_000);
+  });
+
+  it('watch shows batches and status of every device, live', async () => {
+    const c = config('watched');
+    const w = spawnCli(['watch', '--url', mosq.url, '--prefix', 'cli', '--json']);
+    await waitFor(() => /watching/.test(w.stderr()), 5000, 'watch connected');
+    const d = await startDaemon(c.args);
+    await waitFor(() => w.stdout().includes('"type":"batch"'), 10_000, 'a batch seen');
+    await stopDaemon(d);
+    await waitFor(() => w.stdout().includes('"reason":"shutdown"'), 5000, 'offline status seen');
+    w.child.kill('SIGTERM');
+    await w.exited;
+    const events = w
+      .stdout()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    const batches = events.filter((e) => e.type === 'batch' && e.device === 'watched');
+    expect(batches.length).toBeGreaterThan(0);
+    expect(batches[0]).toMatchObject({ rows: expect.any(Number), firstSeq: expect.any(Number), duplicates: 0 });
+    expect(events.some((e) => e.type === 'status' && e.status.state === 'online')).toBe(true);
+  });
+
+  it('demo runs the whole loop with its embedded broker, driven through standard input', async () => {
+    const input = ['2', '1', '42.5', 'coffee', '3', '4', '2', '3', '5', 'quit'].join('\n') + '\n';
+    const r = await runCli(['demo'], {}, input, 40_000);
+    expect(r.code).toBe(0);
+    const out = r.stdout;
+    expect(out).toMatch(/OFFLINE by choice/);
+    expect(out).toMatch(/recorded transaction seq \d+: 42.5 "coffee"/);
+    expect(out).toMatch(/sync not possible: offline by choice/);
+    expect(out).toMatch(/pending\s+\d+/);
+    expect(out).toMatch(/ONLINE: reconnected/);
+    expect(out).toMatch(/\[broker\] received \d+ readings? from demo .*"coffee" 42.5/);
+    expect(out).toMatch(/went_offline/);
+    expect(out).toMatch(/stopping:/);
+  });
+});
+
+describe('fleet watcher', () => {
+  const batch = (device: string, seqs: number[], ts = new Date().toISOString()) => ({
+    device,
+    batch: 'b',
+    readings: seqs.map((seq) => ({ id: `${device}-${seq}`, seq, ts, sensor: 's', value: 1, unit: null })),
+  });
+  it('flags duplicates and seq gaps per device, and closes gaps when late readings arrive', () => {
+    const w = new FleetWatcher(() => 1000);
+    expect(w.batch('a', batch('a', [1, 2, 3]))).toMatchObject({ rows: 3, duplicates: 0, newGaps: [] });
+    expect(w.batch('b', batch('b', [100, 101]))).toMatchObject({ duplicates: 0, newGaps: [] });
+    expect(w.batch('a', batch('a', [2, 3, 4]))).toMatchObject({ duplicates: 2 });
+    expect(w.batch('a', batch('a', [8, 9]))).toMatchObject({ newGaps: [[5, 7]], openGapReadings: 3 });
+    expect(w.batch('a', batch('a', [5, 6]))).toMatchObject({ filled: 2, openGapReadings: 1 });
+    expect(w.dropped('a', [[7, 7]], 'disk cap')).toMatchObject({ count: 1 });
+    expect(w.batch('a', batch('a', [10]))).toMatchObject({ openGapReadings: 0, newGaps: [] });
+  });
+});
+
+describe('control socket', () => {
+  it('is owner/group only, and a second daemon on the same database refuses to start', async () => {
+    const c = config('single', mosq.url);
+    const d = await startDaemon(c.args);
+    expect(statSync(`${c.db}.sock`).mode & 0o777).toBe(0o660);
+    const second = await runCli(['run', ...c.args], {}, undefined, 15_000);
+    expect(second.code).toBe(1);
+    expect(second.stdout).toMatch(/already running/);
+    // the first one still answers
+    expect((await runCli(['status', ...c.args, '--json'])).code).toBe(0);
+    await stopDaemon(d);
+    expect(existsSync(`${c.db}.sock`)).toBe(false);
+    // a socket file left by a killed daemon does not stop the next start
+    const k = await startDaemon(c.args);
+    k.child.kill('SIGKILL');
+    await k.exited;
+    expect(existsSync(`${c.db}.sock`)).toBe(true);
+    const again = await startDaemon(c.args);
+    await stopDaemon(again);
+  });
+});
