@@ -1,9 +1,14 @@
+import { EventEmitter } from 'node:events';
 import type { Config } from './config/schema.js';
 import type { Logger } from './util/logger.js';
 import { createSensor } from './sensors/index.js';
 import { Sampler } from './sampler/sampler.js';
 import { Store } from './store/store.js';
 import { Retention } from './store/retention.js';
+import { DiskGuard } from './store/disk-guard.js';
+import { StoreOpenError } from './store/database.js';
+import { moveAside, quickCheck, quickCheckInBackground, readLastSeq, SYNC_CHECK_MAX_BYTES } from './store/integrity.js';
+import { DropAnnouncer } from './sync/drop-announcer.js';
 import { SyncLoop, type SyncReport } from './sync/sync-loop.js';
 import { MqttLink, type LinkOptions } from './mqtt/link.js';
 import { StatusReporter, type StatusPayload } from './status/reporter.js';
@@ -13,6 +18,8 @@ import { CLOCK_FLOOR_MS, VERSION } from './version.js';
 
 export interface DaemonOptions {
   now?: () => number;
+  /** move the database aside and start a fresh one first (it was found damaged) */
+  replaceDatabase?: string;
   /** secrets and TLS material resolved by the caller (never part of the config object) */
   link?: Partial<Pick<LinkOptions, 'username' | 'password' | 'tls'>>;
 }
@@ -35,15 +42,21 @@ const STATE_KEY = 'daemon_state';
  * Builds every module from its config section and starts them in flow order
  * (store → sampler → mqtt link → sync → status); stops them in reverse. Constructors only assign.
  */
-export class Daemon {
+export class Daemon extends EventEmitter<{ damaged: [string] }> {
   store?: Store;
   sampler?: Sampler;
   link?: MqttLink;
   sync?: SyncLoop;
   status?: StatusReporter;
   retention?: Retention;
+  guard?: DiskGuard;
+  announcer?: DropAnnouncer;
   control?: ControlServer;
   private retentionTimer?: NodeJS.Timeout;
+  private guardTimer?: NodeJS.Timeout;
+  /** readings lost while the loss could not be written down (disk full): persisted when possible */
+  private unsavedLost = 0;
+  private damagedReported = false;
   private stopping?: Promise<void>;
   private startedAt = 0;
   private offlineByChoice = false;
@@ -52,26 +65,23 @@ export class Daemon {
     readonly config: Config,
     private readonly log: Logger,
     private readonly opts: DaemonOptions = {},
-  ) {}
+  ) {
+    super();
+  }
 
   private now(): number {
     return (this.opts.now ?? Date.now)();
   }
 
   get topics() {
-    const base = `${this.config.mqtt.topicPrefix}/${this.config.device.id}`;
-    return { readings: `${base}/readings`, status: `${base}/status` };
+    return { readings: `${this.topicBase}/readings`, status: `${this.topicBase}/status` };
   }
 
   /** Opens the database and starts sampling and syncing. Throws StoreOpenError when the database is unusable. */
   async start(): Promise<void> {
     const { config, log } = this;
     this.startedAt = this.now();
-    const store = new Store(config.database.path, {
-      synchronous: config.database.synchronous,
-      busyTimeoutMs: config.database.busyTimeoutMs,
-      create: true,
-    });
+    const store = this.openStore();
     this.store = store;
     const st = store.stats();
     log.info({ module: 'store', path: config.database.path, pending: st.pending, parked: st.parked, lastSeq: st.lastSeq }, 'database open');
@@ -89,6 +99,7 @@ export class Daemon {
       clockFloorMs: CLOCK_FLOOR_MS,
       now: this.opts.now,
     });
+    this.sampler.onLost = (n, err) => this.onLost(n, err);
     this.sampler.start();
 
     this.retention = new Retention(store, { syncedMaxAgeMs: config.retention.syncedMaxAge, syncLogMaxRows: config.retention.syncLogMaxRows }, log.child({ module: 'retention' }));
@@ -130,6 +141,17 @@ export class Daemon {
       log.child({ module: 'sync' }),
       () => this.now(),
     );
+    this.announcer = new DropAnnouncer(store, link, { topic: `${this.topicBase}/dropped`, deviceId: config.device.id, timeoutMs: config.sync.publishTimeoutMs }, log.child({ module: 'sync' }));
+    this.guard = new DiskGuard(
+      store,
+      { maxDatabaseBytes: config.retention.maxDatabaseBytes, minFreeDiskBytes: config.retention.minFreeDiskBytes, onFull: config.retention.onFull },
+      log.child({ module: 'retention' }),
+    );
+    const guard = this.guard;
+    this.sampler.accepting = () => guard.acceptingReadings;
+    this.guardTimer = setInterval(() => this.runGuard(), config.retention.checkIntervalMs);
+    this.guardTimer.unref();
+    this.runGuard();
     this.status = new StatusReporter(
       link,
       { topic: this.topics.status, intervalMs: config.status.intervalMs, timeoutMs: config.sync.publishTimeoutMs },
@@ -154,6 +176,7 @@ export class Daemon {
 
     this.sync.start();
     this.status.start();
+    this.announcer.start();
     if (this.offlineByChoice) {
       log.warn('offline by choice (edge-sensor online to resume): sampling, not syncing');
       this.sync.setPaused(true);
@@ -161,6 +184,112 @@ export class Daemon {
       link.start();
     }
     this.saveState();
+    this.checkInBackground();
+  }
+
+  get topicBase(): string {
+    return `${this.config.mqtt.topicPrefix}/${this.config.device.id}`;
+  }
+
+  /** Opens the database; a damaged one is moved aside (kept) and a fresh one started. */
+  private openStore(): Store {
+    const { config, log } = this;
+    const open = () => new Store(config.database.path, { synchronous: config.database.synchronous, busyTimeoutMs: config.database.busyTimeoutMs, create: true });
+    if (this.opts.replaceDatabase) return this.replaceDamaged(this.opts.replaceDatabase, open);
+    let store: Store;
+    try {
+      store = open();
+    } catch (err) {
+      if (err instanceof StoreOpenError && err.kind === 'corrupt') return this.replaceDamaged(err.message, open);
+      throw err;
+    }
+    let verdict = 'ok';
+    try {
+      // touches the pending index and the tables' roots; small files get a full quick_check too
+      store.stats();
+      if (store.fileBytes() <= SYNC_CHECK_MAX_BYTES) verdict = quickCheck(store.db);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== 'SQLITE_CORRUPT' && code !== 'SQLITE_NOTADB') {
+        store.close();
+        throw err;
+      }
+      verdict = (err as Error).message;
+    }
+    {
+      if (verdict !== 'ok') {
+        store.close();
+        return this.replaceDamaged(`integrity check: ${verdict}`, open);
+      }
+    }
+    log.debug({ bytes: store.fileBytes() }, 'database opened');
+    return store;
+  }
+
+  private replaceDamaged(reason: string, open: () => Store): Store {
+    const path = this.config.database.path;
+    const lastSeq = readLastSeq(path);
+    const movedTo = moveAside(path, this.now());
+    this.log.fatal({ path, movedTo, reason, lastSeq }, 'DATABASE DAMAGED: moved it aside (kept, not deleted) and started a fresh one; unsynced readings in it are not sent');
+    const store = open();
+    if (lastSeq !== undefined) store.setSeqFloor(lastSeq);
+    store.logEvent('database_replaced', { movedTo, reason, lastSeq: lastSeq ?? null });
+    return store;
+  }
+
+  /** Large databases are checked after start, in a worker thread, so start-up stays fast. */
+  private checkInBackground(): void {
+    const store = this.store;
+    if (!store || store.fileBytes() <= SYNC_CHECK_MAX_BYTES) return;
+    void quickCheckInBackground(store.path).then((verdict) => {
+      if (verdict === 'ok' || verdict.startsWith('skipped') || this.stopping) return;
+      this.reportDamaged(`integrity check: ${verdict}`);
+    });
+  }
+
+  private reportDamaged(reason: string): void {
+    if (this.damagedReported) return;
+    this.damagedReported = true;
+    this.log.fatal({ reason }, 'database damaged while running; replacing it');
+    this.emit('damaged', reason);
+  }
+
+  private onLost(count: number, err: Error & { code?: string }): void {
+    this.unsavedLost += count;
+    if (err.code === 'SQLITE_CORRUPT' || err.code === 'SQLITE_NOTADB') this.reportDamaged(err.message);
+    this.persistLost();
+  }
+
+  /** Writes the count of lost readings down; while the disk is full it waits for the next try. */
+  private persistLost(): void {
+    if (this.unsavedLost === 0 || !this.store?.db.open) return;
+    try {
+      this.store.addConfigInt('lost_total', this.unsavedLost);
+      this.store.logEvent('readings_lost', { count: this.unsavedLost, error: this.sampler?.stats.lastWriteError ?? null });
+      this.unsavedLost = 0;
+    } catch {
+      /* still full: try again at the next guard check */
+    }
+  }
+
+  private runGuard(): void {
+    if (!this.guard?.enabled && this.unsavedLost === 0) return;
+    try {
+      this.persistLost();
+      const r = this.guard?.check(this.sync?.inFlightRange(), this.now());
+      if (r && r.dropped > 0) void this.announcer?.announce();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') this.reportDamaged((err as Error).message);
+      else this.log.warn({ err }, 'storage check failed');
+    }
+  }
+
+  /** Lost readings: stored-count plus those not written down yet. */
+  lostTotal(): number {
+    const s = this.store;
+    const stored = s?.db.open ? Number(s.getConfig('lost_total') ?? 0) + Number(s.getConfig('dropped_total') ?? 0) : 0;
+    return stored + this.unsavedLost;
   }
 
   get socketPath(): string {
@@ -207,6 +336,8 @@ export class Daemon {
       uptimeS: Math.round((this.now() - this.startedAt) / 1000),
       inFlightBatches: this.sync?.stats.inFlightBatches ?? 0,
       window: this.sync?.stats.window ?? 0,
+      unsavedLost: this.unsavedLost,
+      acceptingReadings: this.guard?.acceptingReadings ?? true,
       sync: this.sync?.stats,
       sampler: this.sampler?.stats,
     };
@@ -260,7 +391,7 @@ export class Daemon {
       oldestPendingAgeMs: st.oldestPendingTs ? Math.max(0, now - Date.parse(st.oldestPendingTs)) : null,
       parked: st.parked,
       syncedTotal: st.syncedTotal,
-      lostTotal: this.sampler?.stats.lost ?? 0,
+      lostTotal: this.lostTotal(),
       lastAckAt: this.sync?.stats.lastAckAt ? new Date(this.sync.stats.lastAckAt).toISOString() : null,
       dbBytes: st.fileBytes,
       uptimeS: Math.round((now - this.startedAt) / 1000),
@@ -333,6 +464,7 @@ export class Daemon {
       await this.control?.stop();
       await this.sampler?.stop();
       clearInterval(this.retentionTimer);
+      clearInterval(this.guardTimer);
       if (this.sync) {
         const r = await this.sync.drain(this.config.sync.shutdownTimeoutMs);
         if (!r.settled) this.log.warn({ inFlightBatches: r.inFlight }, 'stopping with batches unacknowledged; their rows stay pending');
@@ -344,6 +476,7 @@ export class Daemon {
       // let the rejections of batches cut off by the disconnect record their attempt
       await new Promise((r) => setImmediate(r));
       if (this.store?.db.open) {
+        this.persistLost();
         this.saveState();
         this.store.close();
       }

@@ -25,7 +25,26 @@ export const runCommand: Command = {
     }
     const log = createLogger(config.log.level);
     log.info({ version: VERSION, config: file, device: config.device.id, node: process.version }, 'edge-sensor starting');
-    const daemon = new Daemon(config, log);
+
+    let daemon = new Daemon(config, log);
+    // a database found damaged while running is replaced by a fresh daemon on a fresh database;
+    // the process (and systemd's view of it) keeps running
+    let replacing: Promise<void> | undefined;
+    let stopRequested = false;
+    const supervise = (d: Daemon) =>
+      d.on('damaged', (reason) => {
+        if (stopRequested || replacing) return;
+        replacing = (async () => {
+          await d.stop('database damaged');
+          daemon = new Daemon(config, log, { replaceDatabase: reason });
+          supervise(daemon);
+          await daemon.start();
+        })()
+          .catch((err) => log.fatal({ err }, 'could not restart on a fresh database'))
+          .finally(() => (replacing = undefined));
+      });
+    supervise(daemon);
+
     // signal handlers first: a SIGTERM that arrives while starting must still end in a clean stop
     let signals = 0;
     let signalled: NodeJS.Signals | undefined;
@@ -38,6 +57,7 @@ export const runCommand: Command = {
         forceExit?.();
         return;
       }
+      stopRequested = true;
       signalled = sig;
       onStopRequest?.(sig);
     };
@@ -61,7 +81,10 @@ export const runCommand: Command = {
     return new Promise<number>((resolve) => {
       forceExit = () => resolve(EXIT.FAILURE);
       onStopRequest = (sig) =>
-        daemon.stop(sig).then(
+        (async () => {
+          await replacing;
+          await daemon.stop(sig);
+        })().then(
           () => resolve(EXIT.OK),
           (err) => {
             log.error({ err }, 'error while stopping');

@@ -135,6 +135,13 @@ export const configSchema = z
         syncedMaxAge: duration('retention.syncedMaxAge').default(3 * 86_400_000),
         pruneIntervalMs: int(1000, 86_400_000).default(60_000),
         syncLogMaxRows: int(100, 10_000_000).default(10_000),
+        /** the database file plus its WAL never grows past this (0: no cap) */
+        maxDatabaseBytes: size('retention.maxDatabaseBytes').default(1024 ** 3),
+        /** keep at least this much free on the database's file system (0: no watermark) */
+        minFreeDiskBytes: size('retention.minFreeDiskBytes').default(100 * 1024 ** 2),
+        /** full with only unsynced rows left: drop the oldest (default) or stop sampling; both are counted */
+        onFull: z.enum(['drop-oldest', 'stop-sampling']).default('drop-oldest'),
+        checkIntervalMs: int(100, 3_600_000).default(5000),
       })
       .prefault({}),
     control: z

@@ -56,6 +56,8 @@ export class Sampler {
   onWritten: (count: number) => void = () => {};
   /** called with the number of readings a failed write lost */
   onLost: (count: number, err: Error) => void = () => {};
+  /** false while storage is full under the stop-sampling policy: readings are counted, not stored */
+  accepting: () => boolean = () => true;
 
   constructor(
     private readonly sensors: readonly ScheduledSensor[],
@@ -136,6 +138,7 @@ export class Sampler {
     let count = 0;
     for (const t of ticks) count += t.readings.length;
     try {
+      if (!this.accepting()) throw Object.assign(new Error('storage full (stop-sampling policy): reading not stored'), { code: 'STORAGE_FULL' });
       this.sink.appendTicks(ticks);
       this.stats.written += count;
       if (this.stats.lastWriteError) {

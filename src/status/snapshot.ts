@@ -11,6 +11,8 @@ export interface LiveStatus {
   inFlightBatches: number;
   window: number;
   sampler?: { lost: number; written: number };
+  unsavedLost?: number;
+  acceptingReadings?: boolean;
 }
 
 export interface StatusSnapshot {
@@ -26,10 +28,12 @@ export interface StatusSnapshot {
   lastError: { at: string; type: string; details: unknown } | null;
   retries: { pendingRowsRetried: number; maxRetryCount: number };
   lostTotal: number;
+  droppedTotal: number;
+  acceptingReadings: boolean;
   lastSeq: number;
 }
 
-const ERROR_EVENTS = ['batch_rejected', 'batch_timeout', 'rows_parked', 'connect_failed', 'disconnected', 'readings_dropped', 'write_failed'];
+const ERROR_EVENTS = ['batch_rejected', 'batch_timeout', 'rows_parked', 'connect_failed', 'disconnected', 'readings_dropped', 'readings_lost', 'database_replaced'];
 
 /**
  * Everything `edge-sensor status` shows, read from the database (works with the daemon stopped)
@@ -57,7 +61,9 @@ export function buildStatus(store: Store, live: LiveStatus | undefined, nowMs = 
     lastAckAt: lastAck?.timestamp ?? null,
     lastError: lastErr ? { at: lastErr.timestamp, type: lastErr.event_type, details: lastErr.details } : null,
     retries: { pendingRowsRetried: retry.rows, maxRetryCount: retry.maxRetry },
-    lostTotal: Math.max(Number(store.getConfig('lost_total') ?? 0), live?.sampler?.lost ?? 0),
+    lostTotal: Number(store.getConfig('lost_total') ?? 0) + Number(store.getConfig('dropped_total') ?? 0) + (live?.unsavedLost ?? 0),
+    droppedTotal: Number(store.getConfig('dropped_total') ?? 0),
+    acceptingReadings: live?.acceptingReadings ?? true,
     lastSeq: st.lastSeq,
   };
 }
@@ -95,7 +101,7 @@ export function formatStatus(s: StatusSnapshot, nowMs = Date.now()): string {
     ['last ack', ago(s.lastAckAt)],
     ['last error', s.lastError ? `${s.lastError.type} ${ago(s.lastError.at)}: ${describeDetails(s.lastError.details)}` : d.lastError ?? 'none'],
     ['retries', `${s.retries.pendingRowsRetried} pending rows have failed before (most attempts: ${s.retries.maxRetryCount})`],
-    ['lost', `${s.lostTotal} readings could not be stored or were dropped`],
+    ['lost', `${s.lostTotal} readings could not be stored or were dropped${s.droppedTotal ? ` (${s.droppedTotal} dropped to keep the disk bounded)` : ''}${s.acceptingReadings ? '' : '; STORAGE FULL: new readings are not stored'}`],
     ['database', `${s.database.path}, ${formatBytes(s.database.bytes)}, last seq ${s.lastSeq}`],
   ];
   if (d.running && d.lastError && d.link !== 'online') rows.splice(1, 0, ['broker', d.lastError]);

@@ -41,6 +41,21 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       );
     `);
   },
+  // 1 -> 2: readings dropped to keep the disk bounded, remembered until announced upstream.
+  (db) => {
+    db.exec(`
+      CREATE TABLE dropped (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        timestamp    TEXT NOT NULL,
+        from_seq     INTEGER NOT NULL,
+        to_seq       INTEGER NOT NULL,
+        count        INTEGER NOT NULL,
+        reason       TEXT NOT NULL,
+        announced_at TEXT
+      );
+      CREATE INDEX dropped_unannounced ON dropped(id) WHERE announced_at IS NULL;
+    `);
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { uuidv7 } from '../util/uuidv7.js';
-import { openDatabase, type OpenOptions, type SqliteDb } from './database.js';
+import { openDatabase, StoreOpenError, type OpenOptions, type SqliteDb } from './database.js';
 
 /** A value as a sensor produced it, before it is stored. */
 export interface NewReading {
@@ -66,18 +66,31 @@ export class Store {
   private readonly stmts: ReturnType<Store['prepare']>;
   private readonly appendTx: Database.Transaction<(ticks: readonly Tick[]) => AppendResult>;
 
+  /** seq never goes below this: set when a damaged database was replaced, so seq stays monotonic */
+  private seqFloor: number;
+
   constructor(
     readonly path: string,
     opts: OpenOptions = {},
   ) {
     this.db = openDatabase(path, opts);
-    this.stmts = this.prepare();
+    try {
+      this.stmts = this.prepare();
+      this.seqFloor = Number(this.getConfig('seq_floor') ?? 0);
+    } catch (err) {
+      this.db.close();
+      const code = (err as { code?: string }).code;
+      if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') {
+        throw new StoreOpenError('corrupt', path, `database ${path} is damaged: ${(err as Error).message}`, { cause: err });
+      }
+      throw err;
+    }
     this.appendTx = this.db.transaction((ticks: readonly Tick[]) => {
       const s = this.stmts;
       // seq = max(rowid) + 1 inside the write transaction: the daemon and a CLI `record`
       // can both write without a shared counter. Retention never deletes the newest row,
       // so seq never goes backwards. rowid = seq keeps the table ordered by seq.
-      const first = ((s.maxSeq.get() as { m: number | null }).m ?? 0) + 1;
+      const first = Math.max((s.maxSeq.get() as { m: number | null }).m ?? 0, this.seqFloor) + 1;
       let seq = first;
       for (const t of ticks) {
         const ts = new Date(t.tsMs).toISOString();
@@ -127,6 +140,12 @@ export class Store {
       recentLog: db.prepare('SELECT id, timestamp, event_type, details FROM sync_log WHERE id > ? ORDER BY id DESC LIMIT ?'),
       pruneLog: db.prepare('DELETE FROM sync_log WHERE id <= (SELECT max(id) FROM sync_log) - ?'),
       retryStats: db.prepare(`SELECT count(*) AS rows, coalesce(max(retry_count), 0) AS maxRetry FROM transactions WHERE ${PENDING} AND retry_count > 0`),
+      unannounced: db.prepare('SELECT id, timestamp, from_seq AS fromSeq, to_seq AS toSeq, count, reason FROM dropped WHERE announced_at IS NULL ORDER BY id LIMIT ?'),
+      announce: db.prepare('UPDATE dropped SET announced_at = ? WHERE id = ?'),
+      insertDrop: db.prepare('INSERT INTO dropped (timestamp, from_seq, to_seq, count, reason) VALUES (?, ?, ?, ?, ?)'),
+      oldestUnsynced: db.prepare('SELECT rowid AS r FROM transactions WHERE synced = 0 AND (rowid < ? OR rowid > ?) ORDER BY rowid LIMIT ?'),
+      deleteRow: db.prepare('DELETE FROM transactions WHERE rowid = ?'),
+      minSeq: db.prepare('SELECT min(rowid) FROM transactions').pluck(),
       lastEventOf: db.prepare('SELECT id, timestamp, event_type, details FROM sync_log WHERE event_type IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1'),
     };
   }
@@ -213,7 +232,7 @@ export class Store {
       parked: (this.stmts.countParked.get() as { n: number }).n,
       syncedTotal: Number(this.getConfig('synced_total') ?? 0),
       oldestPendingTs: oldest?.timestamp ?? null,
-      lastSeq: (this.stmts.maxSeq.get() as { m: number | null }).m ?? 0,
+      lastSeq: Math.max((this.stmts.maxSeq.get() as { m: number | null }).m ?? 0, this.seqFloor),
       fileBytes: this.fileBytes(),
     };
   }
@@ -263,6 +282,66 @@ export class Store {
   lastEvent(types: readonly string[]): SyncLogEntry | undefined {
     const r = this.stmts.lastEventOf.get(JSON.stringify(types)) as { id: number; timestamp: string; event_type: string; details: string | null } | undefined;
     return r ? { ...r, details: r.details ? safeJson(r.details) : null } : undefined;
+  }
+
+  /**
+   * Drops up to `limit` of the oldest unsynced readings (pending or parked) to keep the disk
+   * bounded, skipping the seq range [protectFrom, protectTo] (rows in flight). The loss is
+   * counted persistently and its seq ranges remembered until announced upstream.
+   * Returns what was dropped. Never deletes the newest row (seq continuity).
+   */
+  dropOldestUnsynced(limit: number, reason: string, protect?: [number, number], atMs: number = Date.now()): { count: number; ranges: Array<[number, number]> } {
+    const at = new Date(atMs).toISOString();
+    const tx = this.db.transaction(() => {
+      const [pa, pb] = protect ?? [1, 0];
+      const newest = (this.stmts.maxSeq.get() as { m: number | null }).m ?? 0;
+      const rows = (this.stmts.oldestUnsynced.all(pa, pb, limit) as Array<{ r: number }>).map((x) => x.r).filter((r) => r !== newest);
+      const ranges: Array<[number, number]> = [];
+      for (const r of rows) {
+        this.stmts.deleteRow.run(r);
+        const last = ranges[ranges.length - 1];
+        if (last && last[1] === r - 1) last[1] = r;
+        else ranges.push([r, r]);
+      }
+      for (const [a, b] of ranges) this.stmts.insertDrop.run(at, a, b, b - a + 1, reason);
+      if (rows.length > 0) {
+        this.stmts.addConfigInt.run('dropped_total', rows.length, at);
+        this.stmts.logEvent.run(at, 'readings_dropped', JSON.stringify({ count: rows.length, reason, ranges: ranges.slice(0, 20), rangeCount: ranges.length }));
+      }
+      return { count: rows.length, ranges };
+    });
+    return tx.immediate();
+  }
+
+  /** Drop records not yet announced to the broker, oldest first. */
+  unannouncedDrops(limit = 1000): Array<{ id: number; timestamp: string; fromSeq: number; toSeq: number; count: number; reason: string }> {
+    return this.stmts.unannounced.all(limit) as Array<{ id: number; timestamp: string; fromSeq: number; toSeq: number; count: number; reason: string }>;
+  }
+
+  markDropsAnnounced(ids: readonly number[], atMs: number = Date.now()): void {
+    const at = new Date(atMs).toISOString();
+    this.db.transaction(() => {
+      for (const id of ids) this.stmts.announce.run(at, id);
+    }).immediate();
+  }
+
+  /** After a damaged database was replaced: seq continues above what the old one reached. */
+  setSeqFloor(seq: number): void {
+    this.setConfig('seq_floor', String(seq));
+    this.seqFloor = seq;
+  }
+
+  /** The oldest seq still in the table (0 when empty). */
+  minSeq(): number {
+    return (this.stmts.minSeq.get() as number | null) ?? 0;
+  }
+
+  /** Bytes the database really uses (pages not on the free list) and the file's pages. */
+  pageStats(): { pageSize: number; pages: number; freePages: number; usedBytes: number } {
+    const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    const freePages = this.db.pragma('freelist_count', { simple: true }) as number;
+    return { pageSize, pages, freePages, usedBytes: (pages - freePages) * pageSize };
   }
 
   /** Keeps the newest maxRows sync_log events. */

@@ -353,6 +353,21 @@ export class SyncLoop {
     clearTimeout(this.wakeTimer);
   }
 
+  /** The seq range of rows sent but not yet marked synced (in flight, or acked and not yet written). */
+  inFlightRange(): [number, number] | undefined {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const b of this.inFlight.values()) {
+      lo = Math.min(lo, b.firstSeq);
+      hi = Math.max(hi, b.lastSeq);
+    }
+    for (const { batch } of this.acked) {
+      lo = Math.min(lo, batch.firstSeq);
+      hi = Math.max(hi, batch.lastSeq);
+    }
+    return lo <= hi ? [lo, hi] : undefined;
+  }
+
   /** Rows in batches that await a PUBACK right now. */
   inFlightRows(): number {
     let n = 0;

@@ -11,6 +11,8 @@ export class FaultProxy {
   private paused = false;
   private refusing = false;
   delayMs = 0;
+  /** a narrow uplink: at most this many bytes per second from client to broker (0: unlimited) */
+  uplinkBytesPerSec = 0;
   connections = 0;
 
   constructor(
@@ -41,8 +43,11 @@ export class FaultProxy {
     const b = connect(this.targetPort, this.targetHost);
     const pair = { a, b };
     this.pairs.add(pair);
-    const pipe = (from: Socket, to: Socket) => {
-      from.on('data', (d) => {
+    const pipe = (from: Socket, to: Socket, limited: boolean) => {
+      // bytes are released in order: a narrow link queues them, and the sender feels it through
+      // TCP back-pressure (the queue pauses the reading side)
+      let releaseAt = 0;
+      from.on('data', (d: Buffer) => {
         const send = () => {
           if (!to.destroyed) to.write(d);
         };
@@ -50,12 +55,22 @@ export class FaultProxy {
           // a silent partition drops the bytes: TCP would retransmit, but nothing gets through
           return;
         }
-        if (this.delayMs > 0) setTimeout(send, this.delayMs);
+        let wait = this.delayMs;
+        if (limited && this.uplinkBytesPerSec > 0) {
+          const now = Date.now();
+          releaseAt = Math.max(releaseAt, now) + (d.length * 1000) / this.uplinkBytesPerSec;
+          wait += releaseAt - now;
+          if (releaseAt - now > 1000) {
+            from.pause();
+            setTimeout(() => from.resume(), releaseAt - now - 500);
+          }
+        }
+        if (wait > 0) setTimeout(send, wait);
         else send();
       });
     };
-    pipe(a, b);
-    pipe(b, a);
+    pipe(a, b, true);
+    pipe(b, a, false);
     const close = () => {
       this.pairs.delete(pair);
       a.destroy();

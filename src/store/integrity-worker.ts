@@ -1,0 +1,18 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { quickCheck } from './integrity.js';
+
+let result: string;
+try {
+  const db = new Database((workerData as { path: string }).path, { readonly: true, fileMustExist: true });
+  try {
+    result = quickCheck(db);
+  } finally {
+    db.close();
+  }
+} catch (err) {
+  const code = (err as { code?: string }).code;
+  // SQLITE_BUSY and the like say nothing about damage
+  result = code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' ? `${code}: ${(err as Error).message}` : `skipped: ${(err as Error).message}`;
+}
+parentPort!.postMessage(result);
