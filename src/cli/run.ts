@@ -1,4 +1,5 @@
 import { configPath, loadConfig, ConfigError } from '../config/load.js';
+import { resolveSecrets } from '../config/secrets.js';
 import { Daemon } from '../daemon.js';
 import { EXIT } from '../exit-codes.js';
 import { StoreOpenError } from '../store/database.js';
@@ -25,7 +26,19 @@ export const runCommand: Command = {
     }
     const log = createLogger(config.log.level);
     log.info({ version: VERSION, config: file, device: config.device.id, node: process.version }, 'edge-sensor starting');
-    const daemon = new Daemon(config, log);
+    // credentials and TLS files are read here, never put into the config object
+    let secrets;
+    try {
+      secrets = resolveSecrets(config, file);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(err.message + '\n');
+        return EXIT.CONFIG;
+      }
+      throw err;
+    }
+    for (const w of secrets.warnings) log.warn({ module: 'config', ...w.fields }, w.msg);
+    const daemon = new Daemon(config, log, { link: secrets.link });
     // signal handlers first: a SIGTERM that arrives while starting must still end in a clean stop
     let signals = 0;
     let signalled: NodeJS.Signals | undefined;

@@ -3,6 +3,7 @@ import { connect, type IClientOptions, type IConnackPacket, type MqttClient } fr
 import type { Logger } from '../util/logger.js';
 import { Backoff } from './backoff.js';
 import { PublishRejectedError, PublishUnknownError } from './errors.js';
+import { describeConnectError } from './connect-errors.js';
 
 export interface LinkOptions {
   url: string;
@@ -65,6 +66,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   private _state: LinkState = 'idle';
   private _limits?: LinkLimits;
   lastError?: string;
+  private attemptError?: string;
   private outageStart?: number;
   private outageAttempts = 0;
   private nextOutageReport = 0;
@@ -146,6 +148,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
 
   private connectOnce(): void {
     this._state = 'connecting';
+    this.attemptError = undefined;
     const o = this.opts;
     const options: IClientOptions = {
       protocolVersion: o.protocolVersion,
@@ -204,7 +207,10 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     });
     client.on('error', (err: Error & { code?: number | string }) => {
       if (this.client !== client) return;
-      this.lastError = describeError(err);
+      // the first error of an attempt is the cause; the rest (a TLS failure comes twice, then
+      // ECONNRESET) would hide it
+      if (this._state === 'connecting') this.attemptError ??= describeConnectError(err, o.protocolVersion);
+      this.lastError = this._state === 'connecting' ? this.attemptError : describeError(err);
     });
     client.on('disconnect', (packet) => {
       if (this.client !== client) return;
