@@ -163,7 +163,10 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     };
     if (o.protocolVersion === 5) {
       options.properties = { sessionExpiryInterval: o.sessionExpirySec };
-      if (o.topicAlias) options.autoUseTopicAlias = true;
+      // autoAssign, not autoUse: autoUseTopicAlias only reuses aliases the caller set by hand, so it
+      // sent the full topic every time (seen on the wire against Mosquitto). Aliases live and die
+      // with a connection, and every connection is a fresh client: nothing stale can be reused.
+      if (o.topicAlias) options.autoAssignTopicAlias = true;
     }
     if (o.tls) Object.assign(options, o.tls);
     if (o.will) options.will = { topic: o.will.topic, payload: Buffer.from(o.will.payload), qos: 1, retain: o.will.retain };

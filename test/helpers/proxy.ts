@@ -12,6 +12,8 @@ export class FaultProxy {
   private refusing = false;
   delayMs = 0;
   connections = 0;
+  /** sees every chunk that passes, numbered by connection (1, 2, ...): a packet capture */
+  tap?: (connection: number, from: 'client' | 'server', data: Buffer) => void;
 
   constructor(
     private readonly targetPort: number,
@@ -37,7 +39,7 @@ export class FaultProxy {
       a.resetAndDestroy();
       return;
     }
-    this.connections++;
+    const n = ++this.connections;
     const b = connect(this.targetPort, this.targetHost);
     const pair = { a, b };
     this.pairs.add(pair);
@@ -50,6 +52,7 @@ export class FaultProxy {
           // a silent partition drops the bytes: TCP would retransmit, but nothing gets through
           return;
         }
+        this.tap?.(n, from === a ? 'client' : 'server', d);
         if (this.delayMs > 0) setTimeout(send, this.delayMs);
         else send();
       });
