@@ -90,8 +90,11 @@ export function resolveSecrets(config: Config, configFile: string, env: NodeJS.P
 /** Problems a TLS library would only report at the first connection, found at start instead. */
 function checkTlsMaterial(tls: NonNullable<LinkSecrets['tls']>, t: Config['mqtt']['tls'], problems: ConfigProblem[], warnings: SecretsWarning[], nowMs: number): void {
   if (tls.ca) {
+    // Node skips what is not a certificate in a CA bundle without a word: look for ourselves
+    const blocks = tls.ca.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
     try {
-      createSecureContext({ ca: tls.ca });
+      if (blocks.length === 0) throw new Error('no certificate found');
+      for (const b of blocks) new X509Certificate(b);
     } catch (err) {
       problems.push({ path: 'mqtt.tls.caFile', message: `expected PEM certificates in ${t.caFile}: ${(err as Error).message}` });
     }
