@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { chmodSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { makeCerts, type TestCerts } from './helpers/certs.js';
-import { freePort, Mosquitto } from './helpers/mosquitto.js';
+import type { TestCerts } from './helpers/certs.js';
+import { startSecureMosquitto, type SecureMosquitto } from './helpers/secure-mosquitto.js';
 import { Ledger } from './helpers/subscriber.js';
 import { makeTmp, writeConfig } from './helpers/tmp.js';
 import { runCli, spawnCli, waitFor, type Spawned } from './helpers/process.js';
@@ -15,43 +14,26 @@ import { runCli, spawnCli, waitFor, type Spawned } from './helpers/process.js';
 // process, so its whole stdout and stderr can be searched for the password.
 
 const tmp = makeTmp('es-tls-');
-const DEV_PW = `dev-${randomBytes(9).toString('base64url')}`;
 const WRONG_PW = `wrong-${randomBytes(9).toString('base64url')}`;
-const READER_PW = `reader-${randomBytes(9).toString('base64url')}`;
+let broker: SecureMosquitto;
 let certs: TestCerts;
-let mosq: Mosquitto;
-const port = { tls: 0, expired: 0, named: 0 };
+let DEV_PW: string;
+let port: SecureMosquitto['ports'];
 let ledger: Ledger;
 const daemons: Spawned[] = [];
 
 beforeAll(async () => {
-  certs = makeCerts(join(tmp.dir, 'pki'));
-  const passwd = join(tmp.dir, 'passwd');
-  writeFileSync(passwd, '');
-  execFileSync('mosquitto_passwd', ['-b', passwd, 'dev', DEV_PW]);
-  execFileSync('mosquitto_passwd', ['-b', passwd, 'reader', READER_PW]);
-  const acl = join(tmp.dir, 'acl');
-  writeFileSync(acl, ['user dev', 'topic write tls/#', '', 'user reader', 'topic read tls/#', ''].join('\n'));
-  port.tls = await freePort();
-  port.expired = await freePort();
-  port.named = await freePort();
-  const tlsListener = (p: number, cert: string, key: string) => [`listener ${p} 127.0.0.1`, `cafile ${certs.ca}`, `certfile ${cert}`, `keyfile ${key}`, 'require_certificate true'];
-  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'), [
-    'allow_anonymous false',
-    `password_file ${passwd}`,
-    `acl_file ${acl}`,
-    ...tlsListener(port.tls, certs.serverCert, certs.serverKey),
-    ...tlsListener(port.expired, certs.expiredServerCert, certs.serverKey),
-    ...tlsListener(port.named, certs.namedServerCert, certs.namedServerKey),
-  ]);
+  broker = await startSecureMosquitto(tmp.dir, 'tls');
+  ({ certs, ports: port } = broker);
+  DEV_PW = broker.passwords.dev;
   // the reader comes in through the plain listener: what it sees is what the broker accepted
-  ledger = await Ledger.start(mosq.url, 'tls/+/readings', { username: 'reader', password: READER_PW });
+  ledger = await Ledger.start(broker.mosq.url, 'tls/+/readings', { username: 'reader', password: broker.passwords.reader });
 });
 
 afterAll(async () => {
   for (const d of daemons) if (d.child.exitCode === null) d.child.kill('SIGKILL');
   await ledger?.stop();
-  await mosq?.stop();
+  await broker?.mosq.stop();
   tmp.cleanup();
 });
 

@@ -77,3 +77,10 @@ export function describeConnectError(err: Error & { code?: number | string }, pr
   }
   return code ? `${code}: ${err.message}` : err.message;
 }
+
+/** A connection closed by the broker without a CONNACK: no error to show, but a likely cause. */
+export function closedBeforeConnack(protocolVersion: 4 | 5): string {
+  return protocolVersion === 5
+    ? 'the broker closed the connection without a CONNACK (a broker that speaks only MQTT 3.1.1 does this to MQTT 5 clients: try mqtt.protocolVersion: 4)'
+    : 'the broker closed the connection without a CONNACK';
+}

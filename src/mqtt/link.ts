@@ -3,7 +3,7 @@ import { connect, type IClientOptions, type IConnackPacket, type MqttClient } fr
 import type { Logger } from '../util/logger.js';
 import { Backoff } from './backoff.js';
 import { PublishRejectedError, PublishUnknownError } from './errors.js';
-import { describeConnectError } from './connect-errors.js';
+import { closedBeforeConnack, describeConnectError } from './connect-errors.js';
 
 export interface LinkOptions {
   url: string;
@@ -222,7 +222,9 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     });
     client.on('close', () => {
       if (this.client !== client) return;
-      this.teardown(this.lastError ?? 'connection closed');
+      // while connecting, only this attempt's error counts: lastError may be an older attempt's
+      if (this._state === 'connecting') this.teardown(this.attemptError ?? closedBeforeConnack(o.protocolVersion));
+      else this.teardown(this.lastError ?? 'connection closed');
     });
   }
 
