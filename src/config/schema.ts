@@ -219,6 +219,10 @@ export function crossFieldProblems(input: unknown): Array<{ path: Array<string |
     if (tls && Object.keys(tls).length > 0 && !/^(mqtts|wss|ssl):/.test(url)) {
       out.push({ path: ['mqtt', 'tls'], message: 'mqtt.tls is set but mqtt.url does not use TLS: expected an mqtts:// (or wss://) URL' });
     }
+    // mqtt.js hands the server name to TLS sockets only, not to its WebSocket client
+    if (tls?.serverName !== undefined && /^wss:/.test(url)) {
+      out.push({ path: ['mqtt', 'tls', 'serverName'], message: 'serverName works with mqtts:// URLs only, not wss://' });
+    }
     if (tls && (tls.certFile === undefined) !== (tls.keyFile === undefined)) {
       out.push({ path: ['mqtt', 'tls', tls.certFile === undefined ? 'certFile' : 'keyFile'], message: 'expected both certFile and keyFile (a client certificate needs its key)' });
     }
