@@ -27,6 +27,8 @@ interface Row {
   protocol: string;
   result: 'pass' | 'FAIL' | 'not supported' | 'skipped';
   notes: string[];
+  /** what differs from run to run (where the cut fell, duplicates): printed, kept out of the README */
+  run: string[];
 }
 
 interface Case {
@@ -48,7 +50,7 @@ const rows: Row[] = [];
 
 afterAll(() => {
   const table = renderTable(rows);
-  process.stdout.write('\n' + table + '\n');
+  process.stdout.write('\n' + renderTable(rows, true) + '\n');
   // a filtered run (vitest -t) would write a partial table: only a full run updates the README
   if (rows.length === expectedRows) writeReadmeTable(table);
   tmp.cleanup();
@@ -76,7 +78,7 @@ for (const group of groups) {
 
     for (const c of group.cases) {
       it(`${protocolName(c.protocol)}: ${READINGS} readings synced through a connection cut, every one at the subscriber`, async (ctx) => {
-        const row: Row = { broker: label(c.kind), version: '', protocol: protocolName(c.protocol), result: 'skipped', notes: [] };
+        const row: Row = { broker: label(c.kind), version: '', protocol: protocolName(c.protocol), result: 'skipped', notes: [], run: [] };
         rows.push(row);
         if (skip) {
           row.notes.push(skip);
@@ -102,7 +104,7 @@ describe('the table', () => {
 });
 
 /** Runs the daemon against the broker through a proxy that cuts the connection once. */
-async function endToEnd(b: RunningBroker, c: Case, name: string): Promise<Pick<Row, 'result' | 'notes'>> {
+async function endToEnd(b: RunningBroker, c: Case, name: string): Promise<Pick<Row, 'result' | 'notes' | 'run'>> {
   const dir = join(tmp.dir, `case-${name}`);
   mkdirSync(dir, { recursive: true });
   const device = `io-${name}`;
@@ -132,6 +134,7 @@ async function endToEnd(b: RunningBroker, c: Case, name: string): Promise<Pick<R
   const d = spawnCli(['run', '--config', config]);
   const synced = () => count(db, 'SELECT count(*) FROM transactions WHERE synced = 1');
   const notes = [...(b.notes ?? [])];
+  const run: string[] = [];
   try {
     const isConnected = () => d.logLines().some((l) => l.msg === 'connected to broker');
     // a refused connection shows as the daemon's lastError; give it a moment to try again, then judge
@@ -139,7 +142,7 @@ async function endToEnd(b: RunningBroker, c: Case, name: string): Promise<Pick<R
     if (!isConnected()) await sleep(2000);
     if (!isConnected() || d.child.exitCode !== null) {
       const state = daemonState(db);
-      return { result: 'not supported', notes: [...notes, c.unsupported ?? 'no connection', `daemon reports: ${state?.lastError ?? 'nothing'}`] };
+      return { result: 'not supported', notes: [...notes, c.unsupported ?? 'no connection', `daemon reports: ${state?.lastError ?? 'nothing'}`], run };
     }
     await waitFor(() => synced() >= 300, 30_000, '300 rows synced', 5);
     const atCut = synced();
@@ -154,15 +157,14 @@ async function endToEnd(b: RunningBroker, c: Case, name: string): Promise<Pick<R
 
     const connects = d.logLines().filter((l) => l.msg === 'connected to broker');
     notes.push(...limitNotes(c.protocol, connects));
-    if (atCut < READINGS) notes.push(`cut at ${atCut}/${READINGS} synced: ${ledger.duplicates} duplicates`);
-    else notes.push('the cut came after the last acknowledgement');
+    run.push(atCut < READINGS ? `cut at ${atCut}/${READINGS} synced` : 'cut after the last acknowledgement', `${ledger.duplicates} duplicates`);
     if (!goodbye) notes.push('no shutdown status received');
     notes.push(await retainedNote(b, subProtocol, statusTopic));
     const ok = code === 0 && missing === 0 && ids.length === READINGS && connects.length >= 2;
     if (!ok) notes.push(`exit ${code}, ${ids.length} synced, ${missing} missing at the subscriber, ${connects.length} connections`);
-    return { result: ok ? 'pass' : 'FAIL', notes };
+    return { result: ok ? 'pass' : 'FAIL', notes, run };
   } catch (err) {
-    return { result: 'FAIL', notes: [...notes, (err as Error).message.slice(0, 200)] };
+    return { result: 'FAIL', notes: [...notes, (err as Error).message.slice(0, 200)], run };
   } finally {
     if (d.child.exitCode === null) {
       d.child.kill('SIGKILL');
@@ -225,11 +227,11 @@ function daemonState(db: string): { lastError?: string } | undefined {
   }
 }
 
-function renderTable(rs: Row[]): string {
+function renderTable(rs: Row[], withRun = false): string {
   const lines = [
-    `| Broker | Version | Protocol | Result | Notes |`,
-    `| --- | --- | --- | --- | --- |`,
-    ...rs.map((r) => `| ${r.broker} | ${r.version || '–'} | ${r.protocol} | ${r.result} | ${r.notes.join('; ').replace(/\|/g, '\\|')} |`),
+    `| Broker | Version | Protocol | Result | Notes |${withRun ? ' This run |' : ''}`,
+    `| --- | --- | --- | --- | --- |${withRun ? ' --- |' : ''}`,
+    ...rs.map((r) => `| ${r.broker} | ${r.version || '–'} | ${r.protocol} | ${r.result} | ${r.notes.join('; ').replace(/\|/g, '\\|')} |${withRun ? ` ${r.run.join('; ')} |` : ''}`),
   ];
   return lines.join('\n');
 }
