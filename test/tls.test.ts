@@ -210,6 +210,20 @@ describe('TLS with a client certificate and a password', () => {
     expectNoSecrets(d, DEV_PW);
   });
 
+  it('watch uses the same credentials and TLS files, and says clearly why it cannot connect', async () => {
+    const ok = setup('watch-ok', { url: `mqtts://127.0.0.1:${port.tls}`, username: 'dev', passwordFile: passwordFile('watch-ok', DEV_PW), tls: clientCert() });
+    const bad = setup('watch-bad', { url: `mqtts://127.0.0.1:${port.tls}`, username: 'dev', passwordFile: passwordFile('watch-bad', DEV_PW), tls: { caFile: certs.ca } });
+    const [w1, w2] = [spawnCli(['watch', '--config', ok.path]), spawnCli(['watch', '--config', bad.path])];
+    daemons.push(w1, w2);
+    await waitFor(() => /watching tls\/\+\/readings .* on mqtts:\/\/127\.0\.0\.1/.test(w1.stderr()), 10_000, 'watch connected over TLS');
+    await waitFor(() => /watch: TLS: the broker requires a client certificate/.test(w2.stderr()), 10_000, 'watch refused');
+    for (const w of [w1, w2]) {
+      w.child.kill('SIGTERM');
+      await w.exited;
+      expectNoSecrets(w, DEV_PW);
+    }
+  });
+
   it('check-config validates the secret files and prints no secret', async () => {
     const c = setup('check', { url: `mqtts://127.0.0.1:${port.tls}`, username: 'dev', passwordFile: passwordFile('check', DEV_PW), tls: clientCert() });
     const ok = await runCli(['check-config', '--config', c.path, '--print'], { TEST_MQTT_PW: DEV_PW });
