@@ -13,7 +13,20 @@ import { waitFor } from './helpers/process.js';
 // stack and the broker parses every packet the client sends.
 
 const tmp = makeTmp('es-m5-');
-afterAll(tmp.cleanup);
+// brokers and proxies are stopped here, so that a failed assertion leaves no broker running
+const cleanups: Array<() => Promise<unknown>> = [];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {});
+  tmp.cleanup();
+});
+
+async function broker(name: string, extra: string[] = []) {
+  const mosq = await Mosquitto.start(join(tmp.dir, name), extra);
+  cleanups.push(() => mosq.stop());
+  const proxy = await new FaultProxy(mosq.port).listen();
+  cleanups.push(() => proxy.close());
+  return { mosq, proxy };
+}
 
 interface SeenPublish {
   connection: number;
@@ -49,11 +62,11 @@ function capture(proxy: FaultProxy): SeenPublish[] {
 
 describe('MQTT 5 against Mosquitto', () => {
   it('topic alias: the readings topic is sent once per connection, then only its alias; fresh clients start over', async () => {
-    const mosq = await Mosquitto.start(join(tmp.dir, 'alias'));
-    const proxy = await new FaultProxy(mosq.port).listen();
+    const { mosq, proxy } = await broker('alias');
     const seen = capture(proxy);
     const s = makeStack({ dir: tmp.dir, url: proxy.url, name: 'alias', link: { topicAlias: true } });
     const ledger = await Ledger.start(mosq.url, s.topic);
+    cleanups.push(() => ledger.stop());
     fill(s.store, 1000);
     s.start();
     await waitFor(() => s.store.countPending() === 0, 15_000, 'first 1000 synced');
@@ -74,18 +87,15 @@ describe('MQTT 5 against Mosquitto', () => {
     }
     // readings must wait in a broker's queue as long as it takes: no message expiry
     expect(seen.filter((p) => p.properties.messageExpiryInterval !== undefined)).toEqual([]);
-    await ledger.stop();
-    await proxy.close();
-    await mosq.stop();
   });
 
   it("the broker's Maximum Packet Size (max_packet_size) is respected when batches are split", async () => {
     const max = 4096;
-    const mosq = await Mosquitto.start(join(tmp.dir, 'maxpkt'), [`max_packet_size ${max}`]);
-    const proxy = await new FaultProxy(mosq.port).listen();
+    const { mosq, proxy } = await broker('maxpkt', [`max_packet_size ${max}`]);
     const seen = capture(proxy);
     const s = makeStack({ dir: tmp.dir, url: proxy.url, name: 'maxpkt', sync: { batchSize: 500 } });
     const ledger = await Ledger.start(mosq.url, s.topic);
+    cleanups.push(() => ledger.stop());
     fill(s.store, 2000);
     s.start();
     await waitFor(() => s.store.countPending() === 0, 20_000, 'all synced');
@@ -97,14 +107,10 @@ describe('MQTT 5 against Mosquitto', () => {
     expect(readings.length).toBeGreaterThan(2000 / 500);
     expect(Math.max(...readings.map((p) => p.bytes))).toBeLessThanOrEqual(max);
     await s.stop();
-    await ledger.stop();
-    await proxy.close();
-    await mosq.stop();
   });
 
   it('session expiry: a reconnecting device resumes its session', async () => {
-    const mosq = await Mosquitto.start(join(tmp.dir, 'session'));
-    const proxy = await new FaultProxy(mosq.port).listen();
+    const { proxy } = await broker('session');
     const s = makeStack({ dir: tmp.dir, url: proxy.url, name: 'session', link: { sessionExpirySec: 600 } });
     s.start();
     await waitFor(() => s.link.connected, 10_000, 'connected');
@@ -113,7 +119,5 @@ describe('MQTT 5 against Mosquitto', () => {
     await waitFor(() => s.link.connected && proxy.connections === 2, 10_000, 'reconnected');
     expect(s.link.limits?.sessionPresent).toBe(true);
     await s.stop();
-    await proxy.close();
-    await mosq.stop();
   });
 });
