@@ -116,7 +116,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
         connectTimeoutMs: m.connectTimeoutMs,
         sessionExpirySec: m.sessionExpirySec,
         will: { topic: this.topics.status, payload: JSON.stringify(this.offlineStatus('connection lost')), retain: true },
-        topicAlias: true,
+        topicAlias: m.topicAlias,
         retry: config.sync.retry,
         ...this.opts.link,
       },
@@ -167,9 +167,13 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
       if (reason !== 'paused' && reason !== 'stopped') store.logEvent('disconnected', { reason, inFlightBatches: this.sync?.stats.inFlightBatches ?? 0 });
       this.saveState();
     });
+    let savedReason: string | undefined;
     link.on('connectFailed', ({ reason, first }) => {
-      if (first) {
-        store.logEvent('connect_failed', { reason });
+      if (first) store.logEvent('connect_failed', { reason });
+      // the status shows why we cannot connect: a cause that changes (broker up again, but now
+      // refusing our certificate) is saved, a repeated one is not written again
+      if (first || reason !== savedReason) {
+        savedReason = reason;
         this.saveState();
       }
     });

@@ -1,4 +1,5 @@
 import { configPath, loadConfig, ConfigError } from '../config/load.js';
+import { resolveSecrets } from '../config/secrets.js';
 import { EXIT } from '../exit-codes.js';
 import { configOption, type Command } from './command.js';
 
@@ -11,6 +12,8 @@ export const checkConfigCommand: Command = {
     const file = configPath(values.config as string | undefined);
     try {
       const cfg = loadConfig(file);
+      // the files exist and hold usable keys and certificates; nothing read from them is printed
+      for (const w of resolveSecrets(cfg, file).warnings) process.stderr.write(`warning: ${w.msg} ${JSON.stringify(w.fields)}\n`);
       if (values.print) process.stdout.write(JSON.stringify(cfg, null, 2) + '\n');
       process.stdout.write(`${file}: ok (${cfg.sensors.length} sensors, device ${cfg.device.id}, database ${cfg.database.path})\n`);
       return EXIT.OK;

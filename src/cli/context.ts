@@ -1,5 +1,6 @@
 import { configPath, loadConfig, ConfigError } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { resolveSecrets, type LinkSecrets } from '../config/secrets.js';
 import { EXIT } from '../exit-codes.js';
 import { StoreOpenError } from '../store/database.js';
 import { Store } from '../store/store.js';
@@ -13,6 +14,17 @@ export function cliConfig(flag: unknown): Config {
   const file = configPath(typeof flag === 'string' ? flag : undefined);
   try {
     return loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.CONFIG);
+    throw err;
+  }
+}
+
+/** The password and TLS files the config names, read now (never printed); problems exit 78. */
+export function cliSecrets(config: Config, flag: unknown): LinkSecrets {
+  const file = configPath(typeof flag === 'string' ? flag : undefined);
+  try {
+    return resolveSecrets(config, file).link;
   } catch (err) {
     if (err instanceof ConfigError) throw new CliError(err.message, EXIT.CONFIG);
     throw err;

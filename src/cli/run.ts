@@ -1,4 +1,5 @@
 import { configPath, loadConfig, ConfigError } from '../config/load.js';
+import { resolveSecrets } from '../config/secrets.js';
 import { Daemon } from '../daemon.js';
 import { EXIT } from '../exit-codes.js';
 import { StoreOpenError } from '../store/database.js';
@@ -25,8 +26,20 @@ export const runCommand: Command = {
     }
     const log = createLogger(config.log.level);
     log.info({ version: VERSION, config: file, device: config.device.id, node: process.version }, 'edge-sensor starting');
+    // credentials and TLS files are read here, never put into the config object
+    let secrets;
+    try {
+      secrets = resolveSecrets(config, file);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(err.message + '\n');
+        return EXIT.CONFIG;
+      }
+      throw err;
+    }
+    for (const w of secrets.warnings) log.warn({ module: 'config', ...w.fields }, w.msg);
 
-    let daemon = new Daemon(config, log);
+    let daemon = new Daemon(config, log, { link: secrets.link });
     // a database found damaged while running is replaced by a fresh daemon on a fresh database;
     // the process (and systemd's view of it) keeps running
     let replacing: Promise<void> | undefined;
@@ -36,7 +49,7 @@ export const runCommand: Command = {
         if (stopRequested || replacing) return;
         replacing = (async () => {
           await d.stop('database damaged');
-          daemon = new Daemon(config, log, { replaceDatabase: reason });
+          daemon = new Daemon(config, log, { link: secrets.link, replaceDatabase: reason });
           supervise(daemon);
           await daemon.start();
         })()

@@ -5,7 +5,9 @@ import { FleetWatcher, type WatchEvent } from '../status/watcher.js';
 import type { WireBatch } from '../sync/payload.js';
 import { formatDuration } from '../util/duration.js';
 import { CliError, configOption, type Command } from './command.js';
-import { cliConfig } from './context.js';
+import { cliConfig, cliSecrets } from './context.js';
+import type { LinkSecrets } from '../config/secrets.js';
+import { describeConnectError } from '../mqtt/connect-errors.js';
 
 function time(ms: number): string {
   return new Date(ms).toISOString().slice(11, 23);
@@ -47,8 +49,11 @@ export const watchCommand: Command = {
     let url = values.url as string | undefined;
     let prefix = values.prefix as string | undefined;
     let protocolVersion: 4 | 5 = values.protocol === '4' ? 4 : 5;
+    let secrets: LinkSecrets = {};
     if (!url) {
       const config = cliConfig(values.config);
+      // the daemon's user, password and TLS files: a broker that asks them of a publisher asks them of a reader
+      secrets = cliSecrets(config, values.config);
       url = config.mqtt.url;
       prefix ??= config.mqtt.topicPrefix;
       if (values.protocol === undefined) protocolVersion = config.mqtt.protocolVersion;
@@ -57,7 +62,16 @@ export const watchCommand: Command = {
     if (values.protocol !== undefined && values.protocol !== '4' && values.protocol !== '5') throw new CliError('--protocol expects 4 or 5', EXIT.USAGE);
     const watcher = new FleetWatcher();
     const out = (e: WatchEvent) => process.stdout.write((values.json ? JSON.stringify(e) : formatWatchEvent(e)) + '\n');
-    const opts: IClientOptions = { protocolVersion, clean: true, reconnectPeriod: 2000, connectTimeout: 10_000, clientId: `edge-sensor-watch-${process.pid}` };
+    const opts: IClientOptions = {
+      protocolVersion,
+      clean: true,
+      reconnectPeriod: 2000,
+      connectTimeout: 10_000,
+      clientId: `edge-sensor-watch-${process.pid}`,
+      username: secrets.username,
+      password: secrets.password,
+      ...secrets.tls,
+    };
     const client = connect(url, opts);
     const safeUrl = url.replace(/\/\/[^/@]*@/, '//***@');
     let warned = false;
@@ -67,7 +81,7 @@ export const watchCommand: Command = {
       client.subscribe([`${prefix}/+/readings`, `${prefix}/+/status`, `${prefix}/+/dropped`], { qos: 1 });
     });
     client.on('error', (err) => {
-      if (!warned) process.stderr.write(`watch: ${err.message} (retrying)\n`);
+      if (!warned) process.stderr.write(`watch: ${describeConnectError(err, protocolVersion)} (retrying)\n`);
       warned = true;
     });
     client.on('message', (topic, payload, packet) => {

@@ -26,6 +26,9 @@ const size = (what: string) =>
     return n;
   });
 
+/** user:password@ of a URL replaced, so that a problem report never prints a password */
+const hideUserinfo = (url: string) => url.replace(/\/\/[^/@]*@/, '//***@');
+
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
 
 const schedule = z.string().refine((s) => cron.validate(s), {
@@ -95,7 +98,14 @@ export const configSchema = z
         url: z
           .string()
           .default('mqtt://127.0.0.1:1883')
-          .refine((u) => /^(mqtts?|wss?|tcp|ssl):\/\/[^\s]+$/.test(u), 'expected a URL like mqtt://host:1883 or mqtts://host:8883'),
+          .superRefine((u, ctx) => {
+            if (!/^(mqtts?|wss?|tcp|ssl):\/\/[^\s]+$/.test(u)) {
+              ctx.addIssue({ code: 'custom', message: `expected a URL like mqtt://host:1883 or mqtts://host:8883, got ${JSON.stringify(hideUserinfo(u))}` });
+            } else if (/^[a-z]+:\/\/[^/]*@/.test(u)) {
+              // credentials in the URL would be printed by check-config --print and copied into backups
+              ctx.addIssue({ code: 'custom', message: 'expected no user name or password in the URL (got some, not shown): use mqtt.username and mqtt.passwordFile or mqtt.passwordEnv' });
+            }
+          }),
         topicPrefix: z
           .string()
           .regex(/^[^#+\s]+$/, 'expected a topic prefix without wildcards or spaces')
@@ -106,6 +116,26 @@ export const configSchema = z
         keepaliveSec: int(0, 65535).default(30),
         connectTimeoutMs: int(100, 600_000).default(10_000),
         sessionExpirySec: int(0, 0xffffffff).default(3600),
+        /** MQTT 5 topic alias for the readings and status topics, when the broker offers aliases */
+        topicAlias: z.boolean().default(true),
+        username: z.string().min(1).max(65535).optional(),
+        // The password itself never sits in this file: it would be printed by check-config --print,
+        // copied into backups and support tickets. It comes from a file or the environment.
+        passwordFile: z.string().min(1).optional(),
+        passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable, e.g. EDGE_SENSOR_MQTT_PASSWORD').optional(),
+        password: z.never({ error: 'a password is never read from the config file (got one, not shown): put it in a file named by mqtt.passwordFile or an environment variable named by mqtt.passwordEnv' }).optional(),
+        tls: z
+          .strictObject({
+            /** PEM file of the CA(s) that signed the broker's certificate; default: the system's trusted CAs */
+            caFile: z.string().min(1).optional(),
+            /** PEM client certificate and its unencrypted key, for brokers that require one (mutual TLS) */
+            certFile: z.string().min(1).optional(),
+            keyFile: z.string().min(1).optional(),
+            /** the name expected in the broker's certificate (and sent as SNI) when it differs from the URL's host */
+            serverName: z.string().min(1).optional(),
+            insecureSkipVerify: z.boolean().default(false),
+          })
+          .prefault({}),
       })
       .prefault({}),
     sync: z
@@ -188,6 +218,28 @@ export function crossFieldProblems(input: unknown): Array<{ path: Array<string |
         if (max <= min) out.push({ path: ['sensors', i, 'max'], message: `expected max > min (${min})` });
       }
     });
+  }
+  const mqtt = obj(root?.mqtt);
+  if (mqtt) {
+    const url = typeof mqtt.url === 'string' ? mqtt.url : 'mqtt://';
+    const tls = obj(mqtt.tls);
+    if (tls && Object.keys(tls).length > 0 && !/^(mqtts|wss|ssl):/.test(url)) {
+      out.push({ path: ['mqtt', 'tls'], message: 'mqtt.tls is set but mqtt.url does not use TLS: expected an mqtts:// (or wss://) URL' });
+    }
+    // mqtt.js hands the server name to TLS sockets only, not to its WebSocket client
+    if (tls?.serverName !== undefined && /^wss:/.test(url)) {
+      out.push({ path: ['mqtt', 'tls', 'serverName'], message: 'serverName works with mqtts:// URLs only, not wss://' });
+    }
+    if (tls && (tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+      out.push({ path: ['mqtt', 'tls', tls.certFile === undefined ? 'certFile' : 'keyFile'], message: 'expected both certFile and keyFile (a client certificate needs its key)' });
+    }
+    if (mqtt.passwordFile !== undefined && mqtt.passwordEnv !== undefined) {
+      out.push({ path: ['mqtt', 'passwordEnv'], message: 'expected either mqtt.passwordFile or mqtt.passwordEnv, not both' });
+    }
+    // MQTT 3.1.1 has no password without a user name (MQTT 5 allows it)
+    if (mqtt.protocolVersion === 4 && mqtt.username === undefined && (mqtt.passwordFile !== undefined || mqtt.passwordEnv !== undefined)) {
+      out.push({ path: ['mqtt', 'username'], message: 'expected a user name: MQTT 3.1.1 sends a password only with a user name' });
+    }
   }
   const retry = obj(obj(root?.sync)?.retry);
   if (retry) {

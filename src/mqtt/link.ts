@@ -3,6 +3,7 @@ import { connect, type IClientOptions, type IConnackPacket, type MqttClient } fr
 import type { Logger } from '../util/logger.js';
 import { Backoff } from './backoff.js';
 import { PublishRejectedError, PublishUnknownError } from './errors.js';
+import { closedBeforeConnack, describeConnectError } from './connect-errors.js';
 
 export interface LinkOptions {
   url: string;
@@ -65,6 +66,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   private _state: LinkState = 'idle';
   private _limits?: LinkLimits;
   lastError?: string;
+  private attemptError?: string;
   private outageStart?: number;
   private outageAttempts = 0;
   private nextOutageReport = 0;
@@ -146,6 +148,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
 
   private connectOnce(): void {
     this._state = 'connecting';
+    this.attemptError = undefined;
     const o = this.opts;
     const options: IClientOptions = {
       protocolVersion: o.protocolVersion,
@@ -160,7 +163,10 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     };
     if (o.protocolVersion === 5) {
       options.properties = { sessionExpiryInterval: o.sessionExpirySec };
-      if (o.topicAlias) options.autoUseTopicAlias = true;
+      // autoAssign, not autoUse: autoUseTopicAlias only reuses aliases the caller set by hand, so it
+      // sent the full topic every time (seen on the wire against Mosquitto). Aliases live and die
+      // with a connection, and every connection is a fresh client: nothing stale can be reused.
+      if (o.topicAlias) options.autoAssignTopicAlias = true;
     }
     if (o.tls) Object.assign(options, o.tls);
     if (o.will) options.will = { topic: o.will.topic, payload: Buffer.from(o.will.payload), qos: 1, retain: o.will.retain };
@@ -204,7 +210,10 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     });
     client.on('error', (err: Error & { code?: number | string }) => {
       if (this.client !== client) return;
-      this.lastError = describeError(err);
+      // the first error of an attempt is the cause; the rest (a TLS failure comes twice, then
+      // ECONNRESET) would hide it
+      if (this._state === 'connecting') this.attemptError ??= describeConnectError(err, o.protocolVersion);
+      this.lastError = this._state === 'connecting' ? this.attemptError : describeError(err);
     });
     client.on('disconnect', (packet) => {
       if (this.client !== client) return;
@@ -213,7 +222,9 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     });
     client.on('close', () => {
       if (this.client !== client) return;
-      this.teardown(this.lastError ?? 'connection closed');
+      // while connecting, only this attempt's error counts: lastError may be an older attempt's
+      if (this._state === 'connecting') this.teardown(this.attemptError ?? closedBeforeConnack(o.protocolVersion));
+      else this.teardown(this.lastError ?? 'connection closed');
     });
   }
 

@@ -14,6 +14,8 @@ export class FaultProxy {
   /** a narrow uplink: at most this many bytes per second from client to broker (0: unlimited) */
   uplinkBytesPerSec = 0;
   connections = 0;
+  /** sees every chunk that passes, numbered by connection (1, 2, ...): a packet capture */
+  tap?: (connection: number, from: 'client' | 'server', data: Buffer) => void;
 
   constructor(
     private readonly targetPort: number,
@@ -39,7 +41,7 @@ export class FaultProxy {
       a.resetAndDestroy();
       return;
     }
-    this.connections++;
+    const n = ++this.connections;
     const b = connect(this.targetPort, this.targetHost);
     const pair = { a, b };
     this.pairs.add(pair);
@@ -55,6 +57,7 @@ export class FaultProxy {
           // a silent partition drops the bytes: TCP would retransmit, but nothing gets through
           return;
         }
+        this.tap?.(n, from === a ? 'client' : 'server', d);
         let wait = this.delayMs;
         if (limited && this.uplinkBytesPerSec > 0) {
           const now = Date.now();

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
-import { MqttLink } from '../../src/mqtt/link.js';
+import { MqttLink, type LinkOptions } from '../../src/mqtt/link.js';
 import { SyncLoop, type SyncOptions } from '../../src/sync/sync-loop.js';
 import { silentLogger } from '../../src/util/logger.js';
 
@@ -10,6 +10,8 @@ export interface StackOptions {
   name?: string;
   protocolVersion?: 4 | 5;
   sync?: Partial<SyncOptions>;
+  /** overrides of the link's options (session expiry, topic alias, credentials, TLS) */
+  link?: Partial<LinkOptions>;
   store?: Store;
 }
 
@@ -20,7 +22,7 @@ export function makeStack(o: StackOptions) {
   const protocolVersion = o.protocolVersion ?? 5;
   const retry = { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 3 };
   const link = new MqttLink(
-    { url: o.url, protocolVersion, clientId: `t-${name}-${Math.random().toString(36).slice(2, 8)}`, keepaliveSec: 5, connectTimeoutMs: 2000, sessionExpirySec: 0, retry },
+    { url: o.url, protocolVersion, clientId: `t-${name}-${Math.random().toString(36).slice(2, 8)}`, keepaliveSec: 5, connectTimeoutMs: 2000, sessionExpirySec: 0, retry, ...o.link },
     silentLogger(),
   );
   const opts: SyncOptions = {

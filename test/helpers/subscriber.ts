@@ -15,7 +15,11 @@ export class Ledger {
   readings = 0;
   bad = 0;
 
-  static async start(url: string, filter: string, opts: { protocolVersion?: 4 | 5; clientId?: string; statusFilter?: string } = {}): Promise<Ledger> {
+  static async start(
+    url: string,
+    filter: string,
+    opts: { protocolVersion?: 4 | 5; clientId?: string; statusFilter?: string; username?: string; password?: string } = {},
+  ): Promise<Ledger> {
     const l = new Ledger();
     const v = opts.protocolVersion ?? 5;
     l.client = connect(url, {
@@ -24,6 +28,8 @@ export class Ledger {
       protocolVersion: v,
       ...(v === 5 ? { properties: { sessionExpiryInterval: 3600 } } : {}),
       reconnectPeriod: 200,
+      username: opts.username,
+      password: opts.password,
     });
     l.client.on('error', () => {});
     l.client.on('message', (topic, buf, packet) => {
