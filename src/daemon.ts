@@ -93,6 +93,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
     const sensors = config.sensors.map((s) => ({
       sensor: createSensor(s, config.host, { warn: (o, m) => sensorLog.warn(o, m) }),
       schedule: s.schedule,
+      readAtStart: s.readAtStart,
     }));
     this.sampler = new Sampler(sensors, store, log.child({ module: 'sampler' }), {
       readTimeoutMs: 10_000,

@@ -140,3 +140,18 @@ describe('sampler into a real store', () => {
     tmp.cleanup();
   });
 });
+
+describe('readAtStart', () => {
+  it('takes one reading at start, before the first scheduled time', async () => {
+    const tmp = makeTmp();
+    const store = new Store(join(tmp.dir, 'start.db'));
+    const s = new Sampler([{ sensor: sim('hourly'), schedule: '0 0 * * * *', readAtStart: true }, { sensor: sim('other'), schedule: '0 0 * * * *' }], store, silentLogger(), opts);
+    s.start();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(store.countPending()).toBe(1);
+    expect(store.takePending(1)[0].sensor).toBe('hourly');
+    await s.stop();
+    store.close();
+    tmp.cleanup();
+  });
+});

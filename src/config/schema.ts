@@ -41,6 +41,8 @@ const sensorBase = {
   name: sensorName,
   schedule,
   unit: z.string().max(32).optional(),
+  /** also take one reading as soon as sampling starts, not only at the first scheduled time */
+  readAtStart: z.boolean().default(false),
 };
 
 const simulated = z.strictObject({

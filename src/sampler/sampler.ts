@@ -11,6 +11,7 @@ export interface ReadingSink {
 export interface ScheduledSensor {
   sensor: Sensor;
   schedule: string;
+  readAtStart?: boolean;
 }
 
 export interface SamplerOptions {
@@ -83,6 +84,7 @@ export class Sampler {
       this.tasks.push(task);
     }
     this.log.info({ sensors: this.sensors.map((s) => `${s.sensor.name}@${s.schedule}`) }, 'sampling started');
+    for (const s of this.sensors) if (s.readAtStart) void this.tick(s.sensor);
   }
 
   /** One sampling tick of one sensor. Never throws. */
