@@ -245,9 +245,9 @@ describe('sync against an in-process broker that controls PUBACKs', () => {
   });
 
   it('splits batches to stay under the broker Maximum Packet Size', async () => {
-    const broker = await new EmbeddedBroker({ maximumPacketSize: 4000 }).listen();
+    const broker = await new EmbeddedBroker({ maximumPacketSize: 4000, ackDelayMs: 5 }).listen();
     broker.keepLog = true;
-    const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'split', sync: { batchSize: 500 } });
+    const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'split', sync: { batchSize: 500, maxInFlight: 3 } });
     fill(s.store, 1000, 500);
     s.start();
     await waitFor(() => s.store.countPending() === 0, 10_000, 'drained');
@@ -256,6 +256,10 @@ describe('sync against an in-process broker that controls PUBACKs', () => {
     for (const m of msgs) expect(m.payload.length).toBeLessThan(4000 - 64);
     const total = msgs.reduce((n, m) => n + (JSON.parse(m.payload.toString()) as WireBatch).readings.length, 0);
     expect(total).toBe(1000);
+    // splitting never put more batches in flight than the window
+    expect(broker.clients[0].maxUnacked).toBeLessThanOrEqual(3);
+    // and the batches are as large as fits, not halves of halves
+    expect(msgs.length).toBeLessThan(1000 / 20);
     await s.stop();
     await broker.close();
   });

@@ -93,6 +93,8 @@ export class SyncLoop {
   private acked: Array<{ batch: Batch; atMs: number }> = [];
   /** after a refusal or a timeout, one batch at a time until something is acknowledged again */
   private probing = false;
+  /** rows per batch that fit under the broker's Maximum Packet Size, once a split was needed */
+  private fitRows = Infinity;
   private ackFlushScheduled = false;
   private idleWaiters: Array<() => void> = [];
   readonly stats: SyncStats = { ackedBatches: 0, ackedRows: 0, rejectedBatches: 0, unknownBatches: 0, parkedRows: 0, inFlightBatches: 0, window: 0 };
@@ -113,6 +115,7 @@ export class SyncLoop {
     this.running = true;
     this.link.on('connect', () => {
       this.needsRewind = true;
+      this.fitRows = Infinity; // another broker (or another limit) after a reconnect
       this.pump();
     });
     this.pump();
@@ -154,10 +157,10 @@ export class SyncLoop {
     const window = this.window();
     this.stats.window = window;
     while (this.inFlight.size < window) {
-      const rows = this.store.takePending(this.opts.batchSize, this.cursor);
+      const rows = this.store.takePending(Math.min(this.opts.batchSize, this.fitRows), this.cursor);
       if (rows.length === 0) break;
-      this.cursor = rows[rows.length - 1].seq;
-      this.dispatchRows(rows);
+      const sent = this.dispatchRows(rows);
+      this.cursor = rows[sent - 1].seq;
       if (!this.link.connected) return;
     }
     // room left in the window means nothing more is pending right now: look again later
@@ -174,15 +177,24 @@ export class SyncLoop {
     this.wakeTimer = setTimeout(() => this.pump(), ms);
   }
 
-  /** Encodes rows as one message, split in halves while it is larger than the broker accepts. */
-  private dispatchRows(rows: PendingRow[]): void {
-    const { id, payload } = this.encode(rows);
+  /**
+   * Publishes the longest prefix of rows whose message fits under the broker's Maximum Packet
+   * Size (all of them, usually) as one batch; returns how many rows it took. The rest stays for
+   * the next batch, so splitting never pushes the window past its limit.
+   */
+  private dispatchRows(all: PendingRow[]): number {
+    let rows = all;
+    let { id, payload } = this.encode(rows);
     const max = this.link.limits?.maximumPacketSize;
-    if (max !== undefined && payload.length + this.opts.topic.length + PACKET_OVERHEAD > max && rows.length > 1) {
-      const half = rows.length >> 1;
-      this.dispatchRows(rows.slice(0, half));
-      this.dispatchRows(rows.slice(half));
-      return;
+    if (max !== undefined) {
+      const budget = max - this.opts.topic.length - PACKET_OVERHEAD;
+      while (payload.length > budget && rows.length > 1) {
+        const n = Math.max(1, Math.min(rows.length - 1, Math.floor((rows.length * budget * 0.95) / payload.length)));
+        rows = rows.slice(0, n);
+        ({ id, payload } = this.encode(rows));
+      }
+      // remember what fits, so the next take does not read and encode rows only to cut them
+      if (rows.length < all.length) this.fitRows = rows.length;
     }
     const seqs = new Array<number>(rows.length);
     for (let i = 0; i < rows.length; i++) seqs[i] = rows[i].seq;
@@ -194,6 +206,7 @@ export class SyncLoop {
       () => this.onAcked(batch),
       (err: Error) => this.onFailed(batch, err),
     );
+    return rows.length;
   }
 
   private encode(rows: readonly PendingRow[]): { id: string; payload: Buffer } {
