@@ -5,7 +5,8 @@ import Database from 'better-sqlite3';
 import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
 import { FleetWatcher } from '../src/status/watcher.js';
 import { Mosquitto } from './helpers/mosquitto.js';
-import { makeTmp, writeConfig } from './helpers/tmp.js';
+import { makeTmp } from './helpers/tmp.js';
+import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
 import { runCli, sleep, spawnCli, waitFor, type Spawned } from './helpers/process.js';
 
 const tmp = makeTmp();
@@ -19,31 +20,15 @@ afterAll(async () => {
 });
 
 function config(name: string, url = mosq.url, extra: Record<string, unknown> = {}) {
-  const db = join(tmp.dir, `${name}.db`);
-  const path = writeConfig(
-    tmp.dir,
-    {
-      device: { id: name },
-      database: { path: db },
-      mqtt: { url, topicPrefix: 'cli' },
-      sync: { batchSize: 50, maxInFlight: 2, intervalMs: 200, publishTimeoutMs: 2000, shutdownTimeoutMs: 1000, retry: { initialDelayMs: 100, maxDelayMs: 300, maxAttempts: 2 } },
-      sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 10 }],
-      log: { level: 'info' },
-      ...extra,
-    },
-    `${name}.yaml`,
-  );
-  return { db, path, args: ['--config', path] };
+  return daemonConfig(tmp.dir, name, {
+    mqtt: { url, topicPrefix: 'cli' },
+    sync: { batchSize: 50, maxInFlight: 2, intervalMs: 200, publishTimeoutMs: 2000, shutdownTimeoutMs: 1000, retry: { initialDelayMs: 100, maxDelayMs: 300, maxAttempts: 2 } },
+    sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 10 }],
+    ...extra,
+  });
 }
 
-const q = (db: string, sql: string) => {
-  const d = new Database(db, { readonly: true });
-  try {
-    return d.prepare(sql).pluck().get() as number;
-  } finally {
-    d.close();
-  }
-};
+const q = sqlValue;
 const synced = (db: string) => q(db, 'SELECT count(*) FROM transactions WHERE synced = 1');
 
 async function startDaemon(args: string[]): Promise<Spawned> {

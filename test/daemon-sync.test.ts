@@ -4,7 +4,8 @@ import Database from 'better-sqlite3';
 import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
 import { Mosquitto } from './helpers/mosquitto.js';
 import { Ledger } from './helpers/subscriber.js';
-import { makeTmp, writeConfig } from './helpers/tmp.js';
+import { makeTmp } from './helpers/tmp.js';
+import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
 import { sleep, spawnCli, waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
@@ -18,32 +19,16 @@ afterAll(async () => {
 });
 
 function config(name: string, url: string, extra: Record<string, unknown> = {}) {
-  const db = join(tmp.dir, `${name}.db`);
-  const path = writeConfig(
-    tmp.dir,
-    {
-      device: { id: name },
-      database: { path: db },
-      mqtt: { url, topicPrefix: 'ds' },
-      sync: { batchSize: 100, maxInFlight: 4, intervalMs: 100, publishTimeoutMs: 3000, shutdownTimeoutMs: 1500, retry: { initialDelayMs: 100, maxDelayMs: 500, maxAttempts: 5 } },
-      status: { intervalMs: 1000 },
-      sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 200 }],
-      log: { level: 'info' },
-      ...extra,
-    },
-    `${name}.yaml`,
-  );
-  return { db, path };
+  return daemonConfig(tmp.dir, name, {
+    mqtt: { url, topicPrefix: 'ds' },
+    sync: { batchSize: 100, maxInFlight: 4, intervalMs: 100, publishTimeoutMs: 3000, shutdownTimeoutMs: 1500, retry: { initialDelayMs: 100, maxDelayMs: 500, maxAttempts: 5 } },
+    status: { intervalMs: 1000 },
+    sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 200 }],
+    ...extra,
+  });
 }
 
-const q = (db: string, sql: string) => {
-  const d = new Database(db, { readonly: true });
-  try {
-    return d.prepare(sql).pluck().get() as number;
-  } finally {
-    d.close();
-  }
-};
+const q = sqlValue;
 
 describe('daemon with a broker', () => {
   it('publishes a retained status, and the broker publishes the retained last will on SIGKILL', async () => {

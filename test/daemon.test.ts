@@ -2,40 +2,25 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { makeTmp, writeConfig } from './helpers/tmp.js';
+import { makeTmp } from './helpers/tmp.js';
+import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
 import { runCli, sleep, spawnCli, waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
 afterAll(tmp.cleanup);
 
 function config(name: string, extra: Record<string, unknown> = {}) {
-  const db = join(tmp.dir, `${name}.db`);
-  const path = writeConfig(
-    tmp.dir,
-    {
-      device: { id: name },
-      database: { path: db },
-      mqtt: { url: 'mqtt://127.0.0.1:1' }, // nothing listens: sampling must not care
-      sensors: [
-        { type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 50 },
-        { type: 'memory', name: 'mem', schedule: '* * * * * *' },
-      ],
-      log: { level: 'info' },
-      ...extra,
-    },
-    `${name}.yaml`,
-  );
-  return { db, path };
+  return daemonConfig(tmp.dir, name, {
+    mqtt: { url: 'mqtt://127.0.0.1:1' }, // nothing listens: sampling must not care
+    sensors: [
+      { type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 50 },
+      { type: 'memory', name: 'mem', schedule: '* * * * * *' },
+    ],
+    ...extra,
+  });
 }
 
-function count(db: string, where = '1=1'): number {
-  const d = new Database(db, { readonly: true, fileMustExist: true });
-  try {
-    return d.prepare(`SELECT count(*) FROM transactions WHERE ${where}`).pluck().get() as number;
-  } finally {
-    d.close();
-  }
-}
+const count = (db: string, where = '1=1') => sqlValue(db, `SELECT count(*) FROM transactions WHERE ${where}`);
 
 describe('daemon as a child process', () => {
   it('samples into SQLite and exits 0 on SIGTERM', async () => {

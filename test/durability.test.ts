@@ -10,7 +10,8 @@ import { Mosquitto } from './helpers/mosquitto.js';
 import { FaultProxy } from './helpers/proxy.js';
 import { Ledger } from './helpers/subscriber.js';
 import { fill } from './helpers/stack.js';
-import { makeTmp, writeConfig } from './helpers/tmp.js';
+import { makeTmp } from './helpers/tmp.js';
+import { daemonConfig } from './helpers/daemon-config.js';
 import { runCli, sleep, spawnCli, waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
@@ -113,20 +114,11 @@ describe('retention', () => {
 });
 
 function config(name: string, extra: Record<string, unknown> = {}) {
-  const db = join(tmp.dir, `${name}.db`);
-  const path = writeConfig(
-    tmp.dir,
-    {
-      device: { id: name },
-      database: { path: db },
-      mqtt: { url: 'mqtt://127.0.0.1:1', topicPrefix: 'dur' },
-      sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 20 }],
-      log: { level: 'info' },
-      ...extra,
-    },
-    `${name}.yaml`,
-  );
-  return { db, path, args: ['--config', path] };
+  return daemonConfig(tmp.dir, name, {
+    mqtt: { url: 'mqtt://127.0.0.1:1', topicPrefix: 'dur' },
+    sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 20 }],
+    ...extra,
+  });
 }
 
 /** Overwrites bytes in the middle of the file: pages of the table's B-tree become garbage. */

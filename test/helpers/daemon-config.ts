@@ -1,0 +1,27 @@
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { writeConfig } from './tmp.js';
+
+export interface DaemonFiles {
+  db: string;
+  path: string;
+  /** ['--config', path] */
+  args: string[];
+}
+
+/** Writes a config for a daemon named `name` (its device id) with its database in dir; settings override. */
+export function daemonConfig(dir: string, name: string, settings: Record<string, unknown>): DaemonFiles {
+  const db = join(dir, `${name}.db`);
+  const path = writeConfig(dir, { device: { id: name }, database: { path: db }, log: { level: 'info' }, ...settings }, `${name}.yaml`);
+  return { db, path, args: ['--config', path] };
+}
+
+/** One value from the database, read on a connection of its own (beside a running daemon). */
+export function sqlValue(db: string, sql: string): number {
+  const d = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    return d.prepare(sql).pluck().get() as number;
+  } finally {
+    d.close();
+  }
+}
