@@ -105,6 +105,23 @@ describe('CLI without a running daemon', () => {
     expect(JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout).mode).toBe('offline-by-choice');
   });
 
+  it('log --follow prints new events as they are written', async () => {
+    const c = config('follow');
+    await runCli(['record', ...c.args, '--amount', '1']);
+    const f = spawnCli(['log', ...c.args, '--follow', '--json']);
+    const { Store } = await import('../src/store/store.js');
+    const s = new Store(c.db);
+    s.logEvent('went_offline', { by: 'test' });
+    await waitFor(() => f.stdout().includes('went_offline'), 5000, 'followed event');
+    s.logEvent('went_online', { by: 'test' });
+    await waitFor(() => f.stdout().includes('went_online'), 5000, 'second followed event');
+    s.close();
+    f.child.kill('SIGTERM');
+    expect((await f.exited).code).toBe(0);
+    const types = f.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l).event_type);
+    expect(types).toEqual(['went_offline', 'went_online']);
+  });
+
   it('every command has --help', async () => {
     for (const cmd of ['run', 'check-config', 'status', 'log', 'record', 'offline', 'online', 'sync', 'requeue', 'watch', 'demo']) {
       const r = await runCli([cmd, '--help']);
@@ -180,9 +197,13 @@ describe('CLI beside a running daemon', () => {
     refuse = false;
     const parked = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout).parked;
     expect(parked).toBeGreaterThanOrEqual(10);
+    // one by id first, then all
+    const one = sqlValue(c.db, 'SELECT id FROM transactions WHERE parked_at IS NOT NULL ORDER BY seq LIMIT 1') as unknown as string;
+    const r1 = await runCli(['requeue', '--ids', one, ...c.args, '--json']);
+    expect(JSON.parse(r1.stdout).requeued).toBe(1);
     const r = await runCli(['requeue', '--all', ...c.args, '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).requeued).toBeGreaterThanOrEqual(parked);
+    expect(JSON.parse(r.stdout).requeued).toBeGreaterThanOrEqual(parked - 1);
     await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions WHERE parked_at IS NOT NULL') === 0 && synced(c.db) >= parked, 10_000, 'requeued rows synced');
     await stopDaemon(d);
     await broker.close();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Store } from '../src/store/store.js';
 import { StoreOpenError, APPLICATION_ID } from '../src/store/database.js';
-import { SCHEMA_VERSION } from '../src/store/migrations.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../src/store/migrations.js';
 import { uuidv7, uuidv7Time } from '../src/util/uuidv7.js';
 import { makeTmp } from './helpers/tmp.js';
 
@@ -116,6 +116,25 @@ describe('store', () => {
     expect(s.takePending(10).map((x) => x.seq)).toEqual([1, 3]);
     expect(s.requeue()).toBe(1);
     expect(s.stats()).toMatchObject({ pending: 3, parked: 0 });
+    s.close();
+  });
+
+  it('migrates a database of an older schema forward, keeping its rows', () => {
+    const path = dbPath();
+    // a version-1 database, as the first release wrote it
+    const d = new Database(path);
+    d.pragma('auto_vacuum = INCREMENTAL');
+    d.pragma(`application_id = ${APPLICATION_ID}`);
+    d.pragma('journal_mode = WAL');
+    MIGRATIONS[0](d);
+    d.pragma('user_version = 1');
+    d.prepare("INSERT INTO transactions (rowid, id, timestamp, amount, sensor, unit, seq) VALUES (1, 'a', '2026-01-01T00:00:00.000Z', 1.5, 's', 'C', 1)").run();
+    d.close();
+    const s = new Store(path);
+    expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(s.db.prepare("SELECT name FROM sqlite_master WHERE name = 'dropped'").pluck().get()).toBe('dropped');
+    expect(s.takePending(10).map((r) => r.id)).toEqual(['a']);
+    expect(s.append([r(2)]).firstSeq).toBe(2);
     s.close();
   });
 
