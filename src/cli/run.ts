@@ -3,6 +3,8 @@ import { resolveSecrets } from '../config/secrets.js';
 import { Daemon } from '../daemon.js';
 import { EXIT } from '../exit-codes.js';
 import { StoreOpenError } from '../store/database.js';
+import { SystemdNotifier } from '../systemd/notifier.js';
+import { statusLine } from '../systemd/status-line.js';
 import { createLogger } from '../util/logger.js';
 import { VERSION } from '../version.js';
 import { configOption, type Command } from './command.js';
@@ -40,6 +42,7 @@ export const runCommand: Command = {
     for (const w of secrets.warnings) log.warn({ module: 'config', ...w.fields }, w.msg);
 
     let daemon = new Daemon(config, log, { link: secrets.link });
+    const notifier = new SystemdNotifier(log.child({ module: 'systemd' }));
     // a database found damaged while running is replaced by a fresh daemon on a fresh database;
     // the process (and systemd's view of it) keeps running
     let replacing: Promise<void> | undefined;
@@ -91,19 +94,26 @@ export const runCommand: Command = {
       log.fatal({ err }, 'start failed');
       return EXIT.FAILURE;
     }
+    // Type=notify: ready once the database is open and sampling runs; then watchdog pings and STATUS=
+    notifier.ready(statusLine(daemon));
+    notifier.startHeartbeat(() => statusLine(daemon));
     return new Promise<number>((resolve) => {
       forceExit = () => resolve(EXIT.FAILURE);
-      onStopRequest = (sig) =>
+      onStopRequest = (sig) => {
+        notifier.stopping(`stopping (${sig}): finishing in-flight batches`, config.sync.shutdownTimeoutMs + 10_000);
         (async () => {
           await replacing;
           await daemon.stop(sig);
-        })().then(
-          () => resolve(EXIT.OK),
-          (err) => {
-            log.error({ err }, 'error while stopping');
-            resolve(EXIT.FAILURE);
-          },
-        );
+        })()
+          .finally(() => notifier.close())
+          .then(
+            () => resolve(EXIT.OK),
+            (err) => {
+              log.error({ err }, 'error while stopping');
+              resolve(EXIT.FAILURE);
+            },
+          );
+      };
       if (signalled) onStopRequest(signalled);
     });
   },
