@@ -169,6 +169,14 @@ else
     fi
     (cd "$STAGE" && "$NPM" rebuild better-sqlite3) || die "better-sqlite3 did not build: apt install build-essential python3, then run this again"
   fi
+  # keep only the compiled module: the SQLite sources and the compiler's output are 25 MB a device never reads
+  bs3=$STAGE/node_modules/better-sqlite3
+  if [ -f "$bs3/build/Release/better_sqlite3.node" ]; then
+    mv "$bs3/build/Release/better_sqlite3.node" "$TMP/"
+    rm -rf "$bs3/build" "$bs3/deps" "$bs3/src"
+    mkdir -p "$bs3/build/Release"
+    mv "$TMP/better_sqlite3.node" "$bs3/build/Release/"
+  fi
   sqlite_works "$STAGE" || die "better-sqlite3 does not load in $STAGE with $NODE"
   echo "$want" >"$STAGE/.deps-stamp"
   if [ "$AS_ROOT" = 1 ]; then chown -R root:root "$STAGE"; fi
@@ -215,7 +223,7 @@ run install -m 0640 "${OWN_ETC[@]}" "$DEST/config/service.yaml" "$ROOT$ETC/confi
 # systemd creates it too (StateDirectory=); creating it now lets the CLI run before the first start
 run install -d -m 0750 "${OWN_STATE[@]}" "$ROOT$STATE"
 
-sed -e "s#^ExecStart=/usr/bin/node #ExecStart=$NODE #" "$DEST/systemd/edge-sensor.service" >"$TMP/unit"
+sed -e "s#^ExecStart=/usr/bin/node #ExecStart=$NODE #" "$PKG/systemd/edge-sensor.service" >"$TMP/unit"
 run install -d -m 0755 "$ROOT$(dirname "$UNIT")"
 run install -m 0644 "$TMP/unit" "$ROOT$UNIT"
 

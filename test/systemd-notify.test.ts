@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import Database from 'better-sqlite3';
 import { SystemdNotifier, watchdogPingMs, type SpawnFn } from '../src/systemd/notifier.js';
 import { statusLine } from '../src/systemd/status-line.js';
 import { createLogger } from '../src/util/logger.js';
@@ -190,12 +191,16 @@ describe.skipIf(!hasSystemdNotify)('the daemon under a fake NOTIFY_SOCKET', () =
     }
   });
 
-  it('never says READY when the configuration is invalid', async () => {
+  it('never says READY on an invalid configuration (78) or a database of another program (65)', async () => {
     const sock = await new FakeNotifySocket(tmp.dir, 'bad.sock').start();
     try {
-      const d = spawnCli(['run', '--config', config('bad', { sync: { batchSize: 'many' } })], { NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '1000000' });
-      const { code } = await d.exited;
-      expect(code).toBe(78);
+      const bad = spawnCli(['run', '--config', config('bad', { sync: { batchSize: 'many' } })], { NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '1000000' });
+      expect((await bad.exited).code).toBe(78);
+      const foreign = new Database(join(tmp.dir, 'foreign.db'));
+      foreign.exec('CREATE TABLE other (x)');
+      foreign.close();
+      const f = spawnCli(['run', '--config', config('foreign')], { NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '1000000' });
+      expect((await f.exited).code).toBe(65);
       await sleep(300);
       expect(sock.messages()).toEqual([]);
     } finally {
