@@ -117,6 +117,11 @@ sensors:
   - { type: disk, name: disk, schedule: "*/2 * * * * *" }
 EOF
 in_ns edge-sensor check-config >/dev/null || fail "edge-sensor check-config (the CLI wrapper, as root)"
+# the wrapper drops root to the service's user: a file only root may read stays unreadable
+in_ns sh -c 'install -m 0600 /etc/edge-sensor/config.yaml /tmp/es-private.yaml'
+out=$(in_ns edge-sensor check-config --config /tmp/es-private.yaml 2>&1 || true)
+case "$out" in *EACCES*) ;; *) fail "the CLI wrapper kept root privileges: $out" ;; esac
+ok "the CLI under root runs as edge-sensor"
 in_ns systemctl restart edge-sensor.service || fail "restart"
 PING0=$(prop WatchdogTimestampMonotonic)
 want_status='^(online|connecting|unreachable), [0-9]+ pending'
