@@ -61,6 +61,10 @@ if [ -n "$ROOT" ]; then
 fi
 AS_ROOT=1
 [ "$(id -u)" = 0 ] || AS_ROOT=0
+# npm as root writes its cache and logs under $HOME: never into the invoking user's home (sudo -E)
+if [ "$AS_ROOT" = 1 ]; then export HOME=/root; fi
+# settings of an npm that runs this script (npm run, npx) would point the owner's npm at root's cache
+while read -r v; do unset "$v"; done < <(compgen -e | grep -i '^npm_' || true)
 [ "$AS_ROOT" = 1 ] || [ -n "$ROOT" ] || [ "$DRY" = 1 ] || die "run it as root: sudo $0"
 
 # --- Node.js: the service runs it from ExecStart, inside ProtectHome=yes -----------------------
@@ -116,7 +120,7 @@ elif [ -d "$SRC/src" ] && [ -f "$SRC/tsconfig.build.json" ]; then
   mkdir "$TMP/pkg"
   PKG=$TMP/pkg
   # package.json "files" decides what a device gets, for a clone as for a tarball
-  (cd "$SRC" && "$NPM" pack --dry-run --json --ignore-scripts 2>/dev/null) |
+  as_owner "$NPM" pack --dry-run --json --ignore-scripts 2>/dev/null |
     "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const f of JSON.parse(s)[0].files)console.log(f.path)})' >"$TMP/files"
   [ -s "$TMP/files" ] || die "npm pack --dry-run listed no files in $SRC"
   (cd "$SRC" && tar -cf - -T "$TMP/files" package-lock.json) | tar -xf - -C "$PKG" --no-same-owner

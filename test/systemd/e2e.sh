@@ -93,15 +93,22 @@ if command -v mosquitto >/dev/null; then
   BROKER=1
 fi
 
-# --- install as a Pi user would; systemctl restart returns once READY=1 arrived
-in_ns bash -c "cd '$PROJECT' && scripts/install.sh" >"$W/install.log" 2>&1 || { cat "$W/install.log"; fail "install.sh"; }
+# --- install as a Pi user would: sudo scripts/install.sh in their fresh clone (no dist yet; the
+# dependencies are copied in because this namespace has no network). systemctl restart returns once
+# READY=1 arrived.
+in_ns useradd --create-home --home-dir /var/tmp/pi pi
+(cd "$PROJECT" && git ls-files -z | tar --null -T - -cf -) | in_ns runuser -u pi -- sh -c 'mkdir /var/tmp/pi/edge-sensor && tar -xf - -C /var/tmp/pi/edge-sensor'
+in_ns sh -c "cp -a '$PROJECT/node_modules' /var/tmp/pi/edge-sensor/ && chown -R pi:pi /var/tmp/pi/edge-sensor/node_modules"
+in_ns bash -c "cd /var/tmp/pi/edge-sensor && scripts/install.sh" >"$W/install.log" 2>&1 || { cat "$W/install.log"; fail "install.sh"; }
+grep -q 'building' "$W/install.log" || fail "the clone was not built"
+[ -z "$(in_ns find /var/tmp/pi -user root -print -quit)" ] || fail "root-owned files in the user's clone: $(in_ns find /var/tmp/pi -user root | head -3)"
 [ "$(prop ActiveState)" = active ] || fail "not active after install"
 [ "$(prop User)" = edge-sensor ] || fail "not running as edge-sensor"
 MAIN=$(prop MainPID)
 in_ns grep -q '^NoNewPrivs:[[:space:]]*1' "/proc/$MAIN/status" || fail "NoNewPrivs not set"
 in_ns grep -q '^Seccomp:[[:space:]]*2' "/proc/$MAIN/status" || fail "no seccomp filter"
 in_ns grep -q '^CapBnd:[[:space:]]*0000000000000000' "/proc/$MAIN/status" || fail "capabilities left in the bounding set"
-ok "installed; active as edge-sensor (pid $MAIN) with no new privileges, seccomp, no capabilities"
+ok "installed from a user's clone (built as its owner); active as edge-sensor (pid $MAIN) with no new privileges, seccomp, no capabilities"
 in_ns systemd-analyze security edge-sensor.service --no-pager 2>/dev/null | grep -E 'Overall exposure' | sed 's/^/     /' || true
 
 in_ns journalctl -u edge-sensor -o cat --no-pager | grep -q '"msg":"sampling started"' || fail "no JSON log lines in the journal"
