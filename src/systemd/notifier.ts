@@ -1,4 +1,6 @@
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from '../util/logger.js';
 
 /** What the daemon tells its service manager; every method is fire-and-forget and never throws. */
@@ -68,7 +70,7 @@ export class SystemdNotifier implements Notifier {
     const env = opts.env ?? process.env;
     this.socket = env.NOTIFY_SOCKET || undefined;
     this.enabled = this.socket !== undefined;
-    this.command = opts.command ?? 'systemd-notify';
+    this.command = opts.command ?? (this.enabled ? findOnPath('systemd-notify', env.PATH) : 'systemd-notify');
     this.spawnFn = opts.spawn ?? nodeSpawn;
     this.statusIntervalMs = opts.statusIntervalMs ?? 15_000;
     this.watchdogPingMs = this.enabled ? watchdogPingMs(env) : undefined;
@@ -190,4 +192,18 @@ export function watchdogPingMs(env: NodeJS.ProcessEnv, pid = process.pid): numbe
   if (!Number.isInteger(usec) || usec <= 0) return undefined;
   if (env.WATCHDOG_PID && Number(env.WATCHDOG_PID) !== pid) return undefined;
   return Math.max(1, Math.floor(usec / 2000));
+}
+
+/** The absolute path of a command, so that each message costs one exec, not one per PATH entry. */
+function findOnPath(command: string, path = '/usr/bin:/bin'): string {
+  for (const dir of path.split(':')) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return join(dir, command);
+    } catch {
+      /* not in this one */
+    }
+  }
+  return command;
 }
