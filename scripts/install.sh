@@ -215,15 +215,16 @@ fi
 run mv "$STAGE" "$DEST"
 run rm -rf "$DEST.old"
 
-# the config is readable by the service's group only: it may hold the broker's password
+# the folder is the service group's; the config (it may name the broker's password file) is the
+# service user's alone, 0600, as the daemon asks of it (the service cannot write it: /etc is read-only to it)
 run install -d -m 0750 "${OWN_ETC[@]}" "$ROOT$ETC"
 if [ -e "$ROOT$ETC/config.yaml" ]; then
   log "keeping $ETC/config.yaml (the shipped default is in $ETC/config.yaml.example)"
 else
   log "writing the default $ETC/config.yaml"
-  run install -m 0640 "${OWN_ETC[@]}" "$DEST/config/service.yaml" "$ROOT$ETC/config.yaml"
+  run install -m 0600 "${OWN_STATE[@]}" "$DEST/config/service.yaml" "$ROOT$ETC/config.yaml"
 fi
-run install -m 0640 "${OWN_ETC[@]}" "$DEST/config/service.yaml" "$ROOT$ETC/config.yaml.example"
+run install -m 0644 "$DEST/config/service.yaml" "$ROOT$ETC/config.yaml.example"
 # systemd creates it too (StateDirectory=); creating it now lets the CLI run before the first start
 run install -d -m 0750 "${OWN_STATE[@]}" "$ROOT$STATE"
 

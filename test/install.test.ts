@@ -97,7 +97,7 @@ describe('scripts/install.sh into a root folder', () => {
     expect(existsSync(at(config))).toBe(true);
     expect(existsSync(at(one(u, 'WorkingDirectory')))).toBe(true);
     expect(lstatSync(at('etc/edge-sensor')).mode & 0o777).toBe(0o750);
-    expect(lstatSync(at(config)).mode & 0o777).toBe(0o640);
+    expect(lstatSync(at(config)).mode & 0o777).toBe(0o600);
     expect(lstatSync(at('var/lib/edge-sensor')).mode & 0o777).toBe(0o750);
     // the default config of the service keeps its database in the unit's StateDirectory
     expect(loadConfig(at(config)).database.path).toBe(`/var/lib/${one(u, 'StateDirectory')}/edge-sensor.db`);
