@@ -136,6 +136,11 @@ want_status='^(online|connecting|unreachable), [0-9]+ pending'
 wait_until 40 "STATUS= '$want_status'" sh -c "[ \"\$(nsenter -t $SD -a systemctl show edge-sensor -p StatusText --value | grep -E '$want_status')\" ]"
 wait_until 20 "a watchdog ping" sh -c "[ \"\$(nsenter -t $SD -a systemctl show edge-sensor -p WatchdogTimestampMonotonic --value)\" != '$PING0' ]"
 ok "STATUS=\"$(prop StatusText)\"; watchdog pinged"
+# the operator's CLI reaches the sandboxed daemon through its control socket in the StateDirectory
+out=$(in_ns edge-sensor status --json) || fail "sudo edge-sensor status: $out"
+echo "$out" | grep -q '"pending"' || fail "edge-sensor status printed no counts: $out"
+in_ns edge-sensor sync >/dev/null || fail "edge-sensor sync (a round trip through the control socket)"
+ok "sudo edge-sensor status / sync reach the running daemon"
 ROWS=$(in_ns sqlite3 /var/lib/edge-sensor/edge-sensor.db "select count(distinct sensor) from transactions where sensor in ('cpu-load','mem','disk')" 2>/dev/null || echo 0)
 [ "$ROWS" = 3 ] || fail "the host sensors did not all read under the sandbox ($ROWS of 3)"
 ok "cpu-load, memory and disk read /proc and statfs under the sandbox"
