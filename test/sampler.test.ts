@@ -62,6 +62,31 @@ describe('sampler with fake timers', () => {
     expect(sink.readings.every((r) => r.sensor === 'ok')).toBe(true);
   });
 
+  it('a sensor that keeps failing warns once, not once per tick, and says when it works again', async () => {
+    const lines: Array<{ level: number; msg: string }> = [];
+    const { pino } = await import('pino');
+    const log = pino({ level: 'debug' }, { write: (l: string) => lines.push(JSON.parse(l)) });
+    let broken = true;
+    const flaky: Sensor = {
+      name: 'flaky',
+      type: 'test',
+      read: () => {
+        if (broken) throw new Error('I2C bus error');
+        return [{ sensor: 'flaky', value: 1, unit: null }];
+      },
+    };
+    const s = new Sampler([{ sensor: flaky, schedule: '* * * * * *' }], new MemorySink(), log, opts);
+    s.start();
+    await vi.advanceTimersByTimeAsync(30_000);
+    broken = false;
+    await vi.advanceTimersByTimeAsync(2_000);
+    await s.stop();
+    expect(s.stats.sensors.flaky.errors).toBeGreaterThanOrEqual(29);
+    const warns = lines.filter((l) => l.level === 40 && l.msg === 'sensor read failed');
+    expect(warns).toHaveLength(1);
+    expect(lines.some((l) => l.level === 30 && l.msg === 'sensor reads again')).toBe(true);
+  });
+
   it('a sensor that hangs is timed out and skipped, not run twice at once', async () => {
     let running = 0;
     let maxRunning = 0;

@@ -28,6 +28,8 @@ export interface SensorStats {
   errors: number;
   skipped: number;
   lastError?: string;
+  /** failures in a row; 0 once a read works again */
+  failing: number;
 }
 
 export interface SamplerStats {
@@ -66,7 +68,7 @@ export class Sampler {
     private readonly log: Logger,
     private readonly opts: SamplerOptions,
   ) {
-    for (const { sensor } of sensors) this.stats.sensors[sensor.name] = { ticks: 0, readings: 0, errors: 0, skipped: 0 };
+    for (const { sensor } of sensors) this.stats.sensors[sensor.name] = { ticks: 0, readings: 0, errors: 0, skipped: 0, failing: 0 };
   }
 
   start(): void {
@@ -96,7 +98,7 @@ export class Sampler {
 
   private async runTick(sensor: Sensor): Promise<void> {
     if (this.stopped) return;
-    const st = (this.stats.sensors[sensor.name] ??= { ticks: 0, readings: 0, errors: 0, skipped: 0 });
+    const st = (this.stats.sensors[sensor.name] ??= { ticks: 0, readings: 0, errors: 0, skipped: 0, failing: 0 });
     if (this.busy.has(sensor.name)) {
       // a read that hung past its timeout is still running: never start a second one beside it
       st.skipped++;
@@ -114,9 +116,21 @@ export class Sampler {
       readings = await withTimeout(read, this.opts.readTimeoutMs, `sensor ${sensor.name} did not answer within ${this.opts.readTimeoutMs} ms`);
     } catch (err) {
       st.errors++;
-      st.lastError = (err as Error).message;
-      this.log.warn({ sensor: sensor.name, err, errors: st.errors }, 'sensor read failed');
+      st.failing++;
+      const message = (err as Error).message;
+      // a sensor that keeps failing (a loose wire) must not flood the journal: the first failure,
+      // a new kind of failure, then every 100th are warnings; the rest are debug lines
+      if (st.failing === 1 || message !== st.lastError || st.failing % 100 === 0) {
+        this.log.warn({ sensor: sensor.name, err, failing: st.failing, errors: st.errors }, 'sensor read failed');
+      } else {
+        this.log.debug({ sensor: sensor.name, error: message, failing: st.failing }, 'sensor read failed again');
+      }
+      st.lastError = message;
       return;
+    }
+    if (st.failing > 0) {
+      this.log.info({ sensor: sensor.name, failedBefore: st.failing }, 'sensor reads again');
+      st.failing = 0;
     }
     if (readings.length === 0) return;
     st.readings += readings.length;
