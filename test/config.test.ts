@@ -26,6 +26,8 @@ describe('config', () => {
     expect(c.sync).toMatchObject({ batchSize: 500, maxInFlight: 8, intervalMs: 1000, publishTimeoutMs: 10000 });
     expect(c.sync.retry).toEqual({ initialDelayMs: 1000, maxDelayMs: 300000, maxAttempts: 10 });
     expect(c.sensors.map((s) => s.type)).toEqual(['simulated', 'cpu-load']);
+    // the default sensors get their own defaults too (a simulated sensor without count read [undefined])
+    expect(c.sensors[0]).toMatchObject({ name: 'sim-temp', count: 1, min: 15, max: 30, step: 0.5, readAtStart: false });
     expect(c.log.level).toBe('info');
   });
 

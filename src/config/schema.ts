@@ -187,7 +187,8 @@ export const configSchema = z
         sysRoot: z.string().default('/sys'),
       })
       .prefault({}),
-    sensors: z.array(sensorSchema).default(defaultSensors as never),
+    // prefault: the default list goes through the sensor schema, so its sensors get their own defaults (count, min, max...)
+    sensors: z.array(sensorSchema).prefault(defaultSensors as never),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
