@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync, chmodSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { waitFor, sleep } from './process.js';
+import { waitFor, sleep, track } from './process.js';
 import { connect as netConnect } from 'node:net';
 
 export async function freePort(): Promise<number> {
@@ -72,7 +72,7 @@ export class Mosquitto {
   }
 
   async start(): Promise<void> {
-    const p = spawn('mosquitto', ['-c', this.confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = track(spawn('mosquitto', ['-c', this.confPath], { stdio: ['ignore', 'pipe', 'pipe'] }));
     this.proc = p;
     p.stdout!.on('data', (d) => (this.logText += d));
     p.stderr!.on('data', (d) => (this.logText += d));

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { waitFor } from './process.js';
+import { track, waitFor } from './process.js';
 
 export interface NotifyMessage {
   /** arrival, ms since the epoch (same clock as pino's `time`) */
@@ -35,7 +35,7 @@ export class FakeNotifySocket {
   }
 
   async start(): Promise<this> {
-    this.proc = spawn('python3', ['-c', LISTENER, this.path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.proc = track(spawn('python3', ['-c', LISTENER, this.path], { stdio: ['ignore', 'pipe', 'inherit'] }));
     this.proc.stdout!.on('data', (d) => (this.out += d));
     await waitFor(() => this.out.includes('"listening"'), 10_000, 'the fake notify socket');
     return this;

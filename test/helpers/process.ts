@@ -3,6 +3,20 @@ import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
+// Children still running when the test process ends (a failed assertion skipped their stop) are
+// killed, so that no daemon or broker outlives its test and loads the machine for the next ones.
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+/** Registers a child process to be killed if it is still running when the test process exits. */
+export function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
 export interface Spawned {
   child: ChildProcess;
   stdout: () => string;
@@ -14,7 +28,7 @@ export interface Spawned {
 
 /** Runs `edge-sensor ARGS` (the built CLI) as a child process. */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Spawned {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = track(spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] }));
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));

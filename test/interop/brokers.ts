@@ -43,7 +43,7 @@ const has = (cmd: string) => {
 
 /** A child process in its own process group, so that stopping it also stops what it started. */
 function spawnGroup(cmd: string, args: string[], env: NodeJS.ProcessEnv, logFile: string): { proc: ChildProcess; log: () => string } {
-  const proc = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const proc = track(spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
   let text = '';
   proc.stdout!.on('data', (d) => (text += d));
   proc.stderr!.on('data', (d) => (text += d));
