@@ -5,7 +5,7 @@ import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { VERSION } from '../../src/version.js';
 import { freePort, Mosquitto, portOpen } from '../helpers/mosquitto.js';
 import { mosquittoVersion, startSecureMosquitto } from '../helpers/secure-mosquitto.js';
-import { sleep, waitFor } from '../helpers/process.js';
+import { sleep, track, waitFor } from '../helpers/process.js';
 
 /** How the daemon and the subscriber reach a running broker. */
 export interface RunningBroker {
