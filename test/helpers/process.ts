@@ -17,6 +17,12 @@ export function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
+/**
+ * Multiplies the timeouts of waitFor and runCli: the arm64 run under qemu emulation is about 10x slower
+ * (test/arm64/run.sh sets it), and "within 10 s" there means "within 100 s".
+ */
+export const TIME_SCALE = Number(process.env.EDGE_SENSOR_TEST_TIME_SCALE) || 1;
+
 export interface Spawned {
   child: ChildProcess;
   stdout: () => string;
@@ -59,7 +65,7 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: st
 /** Runs the CLI to completion. */
 export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string, timeoutMs = 30_000) {
   const s = spawnCli(args, env, input);
-  const timer = setTimeout(() => s.child.kill('SIGKILL'), timeoutMs);
+  const timer = setTimeout(() => s.child.kill('SIGKILL'), timeoutMs * TIME_SCALE);
   const { code, signal } = await s.exited;
   clearTimeout(timer);
   return { code, signal, stdout: s.stdout(), stderr: s.stderr() };
@@ -69,6 +75,7 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until fn returns a truthy value or the timeout passes (then throws with the message). */
 export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, message = 'condition', stepMs = 50): Promise<T> {
+  timeoutMs *= TIME_SCALE;
   const end = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
