@@ -70,7 +70,31 @@ const disk = z.strictObject({
   measure: z.enum(['used-percent', 'free-bytes']).default('used-percent'),
 });
 
-export const sensorSchema = z.discriminatedUnion('type', [simulated, cpuTemperature, cpuLoad, memory, disk]);
+// Sensors that read device files under host.sysRoot (Raspberry Pi and other Linux boards).
+const w1Id = z.string().regex(/^(10|22|28|3b|42)-[0-9a-f]{12}$/, 'expected a 1-Wire thermometer id as in /sys/bus/w1/devices, e.g. "28-0316a2797aff"');
+const ds18b20 = z.strictObject({
+  type: z.literal('ds18b20'),
+  ...sensorBase,
+  ids: z.array(w1Id).default([]),
+  names: z.record(w1Id, sensorName).default({}),
+});
+const iioChannel = z.enum(['temperature', 'humidity', 'pressure', 'illuminance']);
+const iio = z.strictObject({
+  type: z.literal('iio'),
+  name: sensorName,
+  schedule,
+  device: z.union([z.string().min(1), int(0, 1_000_000)], { error: 'expected the IIO device name (e.g. "bme280") or its index N in iio:deviceN' }),
+  channels: z.array(iioChannel).min(1).optional(),
+  names: z.partialRecord(iioChannel, sensorName).default({}),
+});
+const piThrottled = z.strictObject({
+  type: z.literal('pi-throttled'),
+  name: sensorName,
+  schedule,
+  report: z.enum(['bitmask', 'flags', 'both']).default('bitmask'),
+});
+
+export const sensorSchema = z.discriminatedUnion('type', [simulated, cpuTemperature, cpuLoad, memory, disk, ds18b20, iio, piThrottled]);
 
 const defaultSensors = [
   { type: 'simulated', name: 'sim-temp', unit: '°C', schedule: '*/5 * * * * *' },

@@ -5,6 +5,9 @@ import { CpuTemperatureSensor } from './host/cpu-temperature.js';
 import { CpuLoadSensor } from './host/cpu-load.js';
 import { MemorySensor } from './host/memory.js';
 import { DiskSensor } from './host/disk.js';
+import { Ds18b20Sensor } from './sysfs/ds18b20.js';
+import { IioSensor } from './sysfs/iio.js';
+import { PiThrottledSensor } from './sysfs/pi-throttled.js';
 import type { HostRoots } from './host/host-fs.js';
 
 export type { Sensor, SensorContext } from './sensor.js';
@@ -22,5 +25,11 @@ export function createSensor(cfg: SensorConfig, roots: HostRoots, ctx: SensorCon
       return new MemorySensor(cfg.name, cfg.measure, cfg.unit ?? (cfg.measure === 'used-percent' ? '%' : 'B'), roots, ctx);
     case 'disk':
       return new DiskSensor(cfg.name, cfg.mount, cfg.measure, cfg.unit ?? (cfg.measure === 'used-percent' ? '%' : 'B'), ctx);
+    case 'ds18b20':
+      return new Ds18b20Sensor({ name: cfg.name, unit: cfg.unit ?? '°C', ids: cfg.ids, names: cfg.names }, roots.sysRoot, ctx);
+    case 'iio':
+      return new IioSensor({ name: cfg.name, device: cfg.device, channels: cfg.channels, names: cfg.names }, roots.sysRoot, ctx);
+    case 'pi-throttled':
+      return new PiThrottledSensor(cfg.name, cfg.report, roots.sysRoot, ctx);
   }
 }

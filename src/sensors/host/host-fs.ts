@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -19,6 +20,15 @@ export function readText(path: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Reads a sysfs attribute off the event loop. Some attributes block in the driver while the
+ * device measures (a DS18B20's w1_slave takes ~750 ms, a BME280's input ~10-40 ms): a
+ * synchronous read would stall sampling and syncing for that long.
+ */
+export async function readTextAsync(path: string): Promise<string> {
+  return readFile(path, 'utf8');
 }
 
 export function listDir(path: string): string[] {
