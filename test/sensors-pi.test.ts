@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { Ds18b20Sensor, parseW1Slave, parseW1Temperature } from '../src/sensors/sysfs/ds18b20.js';
@@ -9,6 +9,7 @@ import { PiThrottledSensor, parseThrottled } from '../src/sensors/sysfs/pi-throt
 import { ConfigError, parseConfig } from '../src/config/load.js';
 import { createSensor } from '../src/sensors/index.js';
 import { makeTmp } from './helpers/tmp.js';
+import { GET_THROTTLED, addIioDevices as iioTree, addThermometer as thermometer, put, w1Slave as w1 } from './helpers/fake-sysfs.js';
 
 const tmp = makeTmp();
 afterAll(tmp.cleanup);
@@ -19,19 +20,12 @@ const fakeSys = () => {
   mkdirSync(d, { recursive: true });
   return d;
 };
-const put = (path: string, text: string) => {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, text);
-};
 const warnings = () => {
   const list: Array<{ msg: string; obj: Record<string, unknown> }> = [];
   return { list, ctx: { warn: (obj: Record<string, unknown>, msg: string) => list.push({ msg, obj }) } };
 };
 
-// what the w1_therm driver writes, byte for byte
-const w1 = (milli: number, crc: 'YES' | 'NO' = 'YES') => `72 01 4b 46 7f ff 0e 10 57 : crc=57 ${crc}\n72 01 4b 46 7f ff 0e 10 57 t=${milli}\n`;
 const W1_ZEROS = '00 00 00 00 00 00 00 00 00 : crc=00 YES\n00 00 00 00 00 00 00 00 00 t=0\n';
-const thermometer = (sys: string, id: string, content: string) => put(join(sys, 'bus/w1/devices', id, 'w1_slave'), content);
 
 describe('ds18b20 (1-Wire thermometers)', () => {
   it('parses w1_slave and the newer temperature attribute, rejecting bad CRC, 85 °C at power-on and an all-zero scratchpad', () => {
@@ -101,22 +95,6 @@ describe('ds18b20 (1-Wire thermometers)', () => {
   });
 });
 
-/** A BME280 as the kernel's bme280 driver shows it, and a BH1750 (raw counts and a scale). */
-function iioTree(sys: string) {
-  const dev = (n: number, files: Record<string, string>) => {
-    for (const [f, v] of Object.entries(files)) put(join(sys, 'bus/iio/devices', `iio:device${n}`, f), v + '\n');
-  };
-  dev(0, { name: 'bh1750', in_illuminance_raw: '1200', in_illuminance_scale: '0.833333', integration_time: '0.12' });
-  dev(1, {
-    name: 'bme280',
-    in_temp_input: '21510',
-    in_humidityrelative_input: '45678',
-    in_pressure_input: '101.325312500',
-    in_temp_oversampling_ratio: '2',
-  });
-  dev(2, { name: 'tmp-offset', in_temp_raw: '1000', in_temp_offset: '-500', in_temp_scale: '10' });
-}
-
 describe('iio (Linux Industrial I/O devices)', () => {
   it('reads a BME280 by name: °C, % relative humidity and hPa, from milli °C, milli % and kPa', async () => {
     const sys = fakeSys();
@@ -178,8 +156,6 @@ describe('iio (Linux Industrial I/O devices)', () => {
 });
 
 describe('pi-throttled (firmware get_throttled)', () => {
-  const FILE = 'devices/platform/soc/soc:firmware/get_throttled';
-
   it('parses the bitmask as the kernel and vcgencmd print it', () => {
     expect(parseThrottled('50005\n')).toBe(0x50005);
     expect(parseThrottled('throttled=0x0')).toBe(0);
@@ -189,7 +165,7 @@ describe('pi-throttled (firmware get_throttled)', () => {
 
   it('reports the raw bitmask, one 0/1 reading per flag, or both', async () => {
     const sys = fakeSys();
-    put(join(sys, FILE), '50005\n'); // under-voltage now and throttled now, both also "has occurred"
+    put(join(sys, GET_THROTTLED), '50005\n'); // under-voltage now and throttled now, both also "has occurred"
     expect(await new PiThrottledSensor('power', 'bitmask', sys, warnings().ctx).read()).toEqual([{ sensor: 'power', value: 0x50005, unit: null }]);
     const both = await new PiThrottledSensor('power', 'both', sys, warnings().ctx).read();
     expect(Object.fromEntries(both.map((r) => [r.sensor, r.value]))).toEqual({
