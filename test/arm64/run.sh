@@ -113,6 +113,8 @@ if [ ! -f "$mods/.done" ]; then
 fi
 addon=$mods/node_modules/better-sqlite3/build/Release/better_sqlite3.node
 file -L "$addon" | grep -q 'ARM aarch64' || die "$addon is not an arm64 module"
+# what a target needs to load it: Raspberry Pi OS bullseye (glibc 2.31) cannot
+needs=$(aarch64-linux-gnu-objdump -T "$addon" | grep -oE '(GLIBC|GLIBCXX)_[0-9.]+' | sort -V | awk -F_ '{m[$1]=$0} END {print m["GLIBC"], m["GLIBCXX"]}')
 exec 9>&- # setup done: release the lock
 
 # --- 6. a fresh copy of the sources, built with the host's tsc (output is the same on any arch) ----
@@ -134,7 +136,7 @@ cd "$work"
 setup_s=$(( $(date +%s) - t0 ))
 say "setup took ${setup_s} s (cache: $cache)"
 say "host: $(uname -m); emulated node: $(node -p '`${process.version} process.arch=${process.arch} os.machine()=${require("os").machine()}`')"
-say "better-sqlite3 under arm64: $(node -p 'const D=require("better-sqlite3"); const d=new D(":memory:"); `SQLite ${d.prepare("select sqlite_version()").pluck().get()}, module ${process.arch}`')"
+say "better-sqlite3 module cross-built for arm64, needs $needs; loaded under arm64: $(node -p 'const D=require("better-sqlite3"); const d=new D(":memory:"); `SQLite ${d.prepare("select sqlite_version()").pluck().get()}, module ${process.arch}`')"
 [ "$(node -p process.arch)" = arm64 ] || die "the node in PATH is not arm64"
 t1=$(date +%s)
 set +e
