@@ -79,18 +79,18 @@ const ds18b20 = z.strictObject({
   names: z.record(w1Id, sensorName).default({}),
 });
 const iioChannel = z.enum(['temperature', 'humidity', 'pressure', 'illuminance']);
+// one unit per reading, chosen by the sensor: a single `unit` key would not fit
+const { unit: _unit, ...unitlessBase } = sensorBase;
 const iio = z.strictObject({
   type: z.literal('iio'),
-  name: sensorName,
-  schedule,
+  ...unitlessBase,
   device: z.union([z.string().min(1), int(0, 1_000_000)], { error: 'expected the IIO device name (e.g. "bme280") or its index N in iio:deviceN' }),
   channels: z.array(iioChannel).min(1).optional(),
   names: z.partialRecord(iioChannel, sensorName).default({}),
 });
 const piThrottled = z.strictObject({
   type: z.literal('pi-throttled'),
-  name: sensorName,
-  schedule,
+  ...unitlessBase,
   report: z.enum(['bitmask', 'flags', 'both']).default('bitmask'),
 });
 

@@ -63,19 +63,22 @@ exec 9>"$cache/.lock"
 flock 9 # one setup at a time; concurrent runs wait here, then share the cache
 
 # --- 3. arm64 sysroot (the dynamic loader and the C/C++ runtime of Debian 12, glibc 2.36) --------
+# libfaketime: test/durability.test.ts preloads it into a daemon to start it with a clock in the past
+sysroot_debs="libc6:arm64 libstdc++6:arm64 libgcc-s1:arm64 libfaketime:arm64"
 sysroot=$cache/sysroot
-if [ ! -f "$sysroot/.done" ]; then
-  say "building the arm64 sysroot (apt-get download + dpkg -x)"
+if [ "$(cat "$sysroot/.done" 2>/dev/null)" != "$sysroot_debs" ]; then
+  say "building the arm64 sysroot (apt-get download + dpkg -x: $sysroot_debs)"
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     "${sudo[@]}" dpkg --add-architecture arm64
     apt_updated=0
   fi
   apt_update
   rm -rf "$sysroot" "$cache/debs"; mkdir -p "$sysroot" "$cache/debs"
-  (cd "$cache/debs" && apt-get download -qq libc6:arm64 libstdc++6:arm64 libgcc-s1:arm64)
+  # shellcheck disable=SC2086
+  (cd "$cache/debs" && apt-get download -qq $sysroot_debs >download.log 2>&1) || { cat "$cache/debs/download.log"; die "apt-get download failed"; }
   for d in "$cache"/debs/*.deb; do dpkg -x "$d" "$sysroot"; done
   [ -e "$sysroot/lib/ld-linux-aarch64.so.1" ] || die "no arm64 dynamic loader in $sysroot"
-  touch "$sysroot/.done"
+  echo "$sysroot_debs" > "$sysroot/.done"
 fi
 export QEMU_LD_PREFIX=$sysroot
 
