@@ -5,7 +5,6 @@ import { configOption, type Command } from './command.js';
 
 export const checkConfigCommand: Command = {
   name: 'check-config',
-  summary: 'validate a config file and exit 0 (valid) or 78 (invalid, every problem listed)',
   usage: 'edge-sensor check-config [--config PATH] [--print]',
   options: { ...configOption, print: { type: 'boolean' } },
   async run(values) {

@@ -4,7 +4,6 @@ import { EXIT } from '../exit-codes.js';
 /** A subcommand of the edge-sensor executable. */
 export interface Command {
   name: string;
-  summary: string;
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
   run(values: Record<string, string | boolean | string[] | undefined>, positionals: string[]): Promise<number>;

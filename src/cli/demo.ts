@@ -50,7 +50,6 @@ function lineReader() {
 
 export const demoCommand: Command = {
   name: 'demo',
-  summary: 'the interactive menu of the original demo, with its own database and an embedded MQTT broker',
   usage: 'edge-sensor demo [--url mqtt://HOST:PORT] [--keep]   (--url: use that broker instead of the embedded one; --keep: keep the database)',
   options: { url: { type: 'string' }, keep: { type: 'boolean' } },
   async run(values) {

@@ -10,7 +10,6 @@ function line(e: SyncLogEntry): string {
 
 export const logCommand: Command = {
   name: 'log',
-  summary: 'the newest sync_log events, newest last; --follow keeps printing new ones',
   usage: 'edge-sensor log [--config PATH] [--limit N] [--follow] [--json]',
   options: { ...configOption, limit: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' }, json: { type: 'boolean' } },
   async run(values) {

@@ -2,29 +2,21 @@
 import { EXIT } from '../exit-codes.js';
 import { VERSION } from '../version.js';
 import { CliError, parse, type Command } from './command.js';
-import { checkConfigCommand } from './check-config.js';
-import { runCommand } from './run.js';
-import { statusCommand } from './status.js';
-import { logCommand } from './log.js';
-import { recordCommand } from './record.js';
-import { onlineCommand, offlineCommand } from './mode.js';
-import { syncCommand } from './sync.js';
-import { requeueCommand } from './requeue.js';
-import { watchCommand } from './watch.js';
-import { demoCommand } from './demo.js';
 
-const commands: Command[] = [
-  runCommand,
-  checkConfigCommand,
-  statusCommand,
-  logCommand,
-  recordCommand,
-  offlineCommand,
-  onlineCommand,
-  syncCommand,
-  requeueCommand,
-  watchCommand,
-  demoCommand,
+// Each command's module (and what it pulls in: zod, yaml, mqtt.js...) is loaded only when that
+// command runs: a CLI call on a Pi should not pay for the daemon's imports.
+const commands: Array<{ name: string; summary: string; load: () => Promise<Command> }> = [
+  { name: 'run', summary: 'run the daemon: sample into SQLite, sync over MQTT (stop with SIGTERM or Ctrl-C)', load: async () => (await import('./run.js')).runCommand },
+  { name: 'check-config', summary: 'validate a config file and exit 0 (valid) or 78 (invalid, every problem listed)', load: async () => (await import('./check-config.js')).checkConfigCommand },
+  { name: 'status', summary: 'pending, synced and parked counts, last sync and error, and whether the daemon runs and is online', load: async () => (await import('./status.js')).statusCommand },
+  { name: 'log', summary: 'the newest sync_log events, newest last; --follow keeps printing new ones', load: async () => (await import('./log.js')).logCommand },
+  { name: 'record', summary: 'record a transaction by hand; it is stored at once and synced like any reading', load: async () => (await import('./record.js')).recordCommand },
+  { name: 'offline', summary: 'stop syncing and disconnect from the broker; sampling goes on; the choice survives a restart', load: async () => (await import('./mode.js')).offlineCommand },
+  { name: 'online', summary: 'resume syncing (the running daemon reconnects and syncs at once); the choice survives a restart', load: async () => (await import('./mode.js')).onlineCommand },
+  { name: 'sync', summary: 'ask the running daemon for a sync cycle now, skipping any backoff wait, and report what happened', load: async () => (await import('./sync.js')).syncCommand },
+  { name: 'requeue', summary: 'put parked rows (refused by the broker too often) back to pending', load: async () => (await import('./requeue.js')).requeueCommand },
+  { name: 'watch', summary: 'subscribe to a broker and show every device live: status, batches, delays, duplicates and seq gaps', load: async () => (await import('./watch.js')).watchCommand },
+  { name: 'demo', summary: 'the interactive menu of the original demo, with its own database and an embedded MQTT broker', load: async () => (await import('./demo.js')).demoCommand },
 ];
 
 function help(): string {
@@ -51,14 +43,15 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(VERSION + '\n');
     return EXIT.OK;
   }
-  const cmd = commands.find((c) => c.name === name);
-  if (!cmd) {
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) {
     process.stderr.write(`unknown command '${name}'\n\n${help()}\n`);
     return EXIT.USAGE;
   }
+  const cmd = await entry.load();
   const { values, positionals } = parse(cmd, rest);
   if (values.help) {
-    process.stdout.write(`${cmd.summary}\n\nusage: ${cmd.usage}\n`);
+    process.stdout.write(`${entry.summary}\n\nusage: ${cmd.usage}\n`);
     return EXIT.OK;
   }
   return cmd.run(values, positionals);

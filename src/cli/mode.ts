@@ -6,9 +6,6 @@ function modeCommand(online: boolean): Command {
   const name = online ? 'online' : 'offline';
   return {
     name,
-    summary: online
-      ? 'resume syncing (the running daemon reconnects and syncs at once); the choice survives a restart'
-      : 'stop syncing and disconnect from the broker; sampling goes on; the choice survives a restart',
     usage: `edge-sensor ${name} [--config PATH] [--json] [--stored]   (--stored: daemon not running, record the choice for its next start)`,
     options: { ...configOption, json: { type: 'boolean' }, stored: { type: 'boolean' } },
     async run(values) {

@@ -6,7 +6,6 @@ import { cliConfig, cliStore, printJson } from './context.js';
 
 export const recordCommand: Command = {
   name: 'record',
-  summary: 'record a transaction by hand; it is stored at once and synced like any reading',
   usage: 'edge-sensor record --amount N [--description TEXT] [--sensor NAME] [--unit UNIT] [--config PATH] [--json]',
   options: {
     ...configOption,

@@ -4,7 +4,6 @@ import { askDaemon, cliConfig, cliStore, pingDaemon, printJson } from './context
 
 export const requeueCommand: Command = {
   name: 'requeue',
-  summary: 'put parked rows (refused by the broker too often) back to pending',
   usage: 'edge-sensor requeue (--all | --ids ID[,ID...]) [--config PATH] [--json] [--stored]   (--stored: daemon not running, change the database directly)',
   options: { ...configOption, all: { type: 'boolean' }, ids: { type: 'string', multiple: true }, json: { type: 'boolean' }, stored: { type: 'boolean' } },
   async run(values) {

@@ -11,7 +11,6 @@ import { configOption, type Command } from './command.js';
 
 export const runCommand: Command = {
   name: 'run',
-  summary: 'run the daemon: sample into SQLite, sync over MQTT (stop with SIGTERM or Ctrl-C)',
   usage: 'edge-sensor run [--config PATH]   (default: $EDGE_SENSOR_CONFIG or config/default.yaml)',
   options: { ...configOption },
   async run(values) {

@@ -5,7 +5,6 @@ import { askDaemon, cliConfig, cliStore, pingDaemon, printJson } from './context
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: 'pending, synced and parked counts, last sync and error, and whether the daemon runs and is online',
   usage: 'edge-sensor status [--config PATH] [--json]',
   options: { ...configOption, json: { type: 'boolean' } },
   async run(values) {

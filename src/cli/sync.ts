@@ -5,7 +5,6 @@ import { askDaemon, cliConfig, printJson } from './context.js';
 
 export const syncCommand: Command = {
   name: 'sync',
-  summary: 'ask the running daemon for a sync cycle now, skipping any backoff wait, and report what happened',
   usage: 'edge-sensor sync [--config PATH] [--timeout MS] [--json]',
   options: { ...configOption, timeout: { type: 'string', short: 't' }, json: { type: 'boolean' } },
   async run(values) {

@@ -42,7 +42,6 @@ export function formatWatchEvent(e: WatchEvent): string {
 
 export const watchCommand: Command = {
   name: 'watch',
-  summary: 'subscribe to a broker and show every device live: status, batches, delays, duplicates and seq gaps',
   usage: 'edge-sensor watch [--config PATH | --url URL [--prefix P]] [--protocol 4|5] [--json]',
   options: { ...configOption, url: { type: 'string' }, prefix: { type: 'string' }, protocol: { type: 'string' }, json: { type: 'boolean' } },
   async run(values) {
