@@ -72,7 +72,7 @@ describe('disk guard', () => {
     const s = newStore();
     fill(s, 10_000, 5000);
     let free = 1_000_000;
-    const g = new DiskGuard(s, { maxDatabaseBytes: 0, minFreeDiskBytes: 2_000_000, onFull: 'drop-oldest' }, silentLogger(), () => free);
+    const g = new DiskGuard(s, { maxDatabaseBytes: 0, minFreeDiskBytes: 2_000_000, onFull: 'drop-oldest' }, silentLogger(), () => ({ free, total: 1e9 }));
     const before = s.fileBytes();
     // the guard frees what the file system lacks; simulate the space coming back as the file shrinks
     const r = g.check(undefined);
@@ -81,6 +81,16 @@ describe('disk guard', () => {
     expect(s.fileBytes()).toBeLessThan(before);
     free = 10_000_000;
     expect(g.check().dropped).toBe(0);
+    s.close();
+  });
+
+  it('never keeps more than a tenth of a small file system free: a tiny data partition is not emptied', () => {
+    const s = newStore();
+    fill(s, 5000, 5000);
+    // a 64 MB partition with 20 MB free: the default 100 MiB watermark would drop everything
+    const g = new DiskGuard(s, { maxDatabaseBytes: 0, minFreeDiskBytes: 100 * 1024 ** 2, onFull: 'drop-oldest' }, silentLogger(), () => ({ free: 20e6, total: 64e6 }));
+    expect(g.check().dropped).toBe(0);
+    expect(unsynced(s)).toBe(5000);
     s.close();
   });
 });

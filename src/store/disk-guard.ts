@@ -36,9 +36,9 @@ export class DiskGuard {
     private readonly store: Store,
     private readonly opts: DiskGuardOptions,
     private readonly log: Logger,
-    private readonly freeBytesOf: (dir: string) => number = (dir) => {
+    private readonly fsOf: (dir: string) => { free: number; total: number } = (dir) => {
       const s = statfsSync(dir);
-      return s.bavail * s.bsize;
+      return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
     },
   ) {
     this.deleteSyncedChunk = store.db.prepare(
@@ -56,24 +56,36 @@ export class DiskGuard {
     return this.accepting;
   }
 
-  private measure(): { size: number; free: number | undefined; excess: number; toLowWater: number } {
+  /**
+   * The watermark in force: the configured one, but never more than a tenth of the file system,
+   * so that a small data partition (a 64 MB tmpfs, say) is not "always low" and emptied of every
+   * unsent reading.
+   */
+  private watermark(total: number): number {
+    return Math.min(this.opts.minFreeDiskBytes, Math.floor(total / 10));
+  }
+
+  private measure(): { size: number; free: number | undefined; watermark: number; excess: number; toLowWater: number } {
     const size = this.store.fileBytes();
     let free: number | undefined;
+    let watermark = 0;
     if (this.opts.minFreeDiskBytes > 0) {
       try {
-        free = this.freeBytesOf(dirname(this.store.path));
+        const fs = this.fsOf(dirname(this.store.path));
+        free = fs.free;
+        watermark = this.watermark(fs.total);
       } catch {
         free = undefined;
       }
     }
     const overCap = this.opts.maxDatabaseBytes > 0 ? size - this.opts.maxDatabaseBytes : 0;
-    const underFree = free !== undefined ? this.opts.minFreeDiskBytes - free : 0;
+    const underFree = free !== undefined ? watermark - free : 0;
     // once over a limit, free space down to a low-water mark so that the next readings do not
     // trip it again at once (room = 10% of the cap, or 10% of the watermark plus 1 MB)
     const overLow = this.opts.maxDatabaseBytes > 0 ? size - this.opts.maxDatabaseBytes * 0.9 : 0;
-    const underLow = free !== undefined ? this.opts.minFreeDiskBytes * 1.1 + 1_000_000 - free : 0;
+    const underLow = free !== undefined ? watermark * 1.1 + Math.min(1_000_000, watermark) - free : 0;
     const excess = Math.max(0, overCap, underFree);
-    return { size, free, excess, toLowWater: Math.max(0, overLow, underLow) };
+    return { size, free, watermark, excess, toLowWater: Math.max(0, overLow, underLow) };
   }
 
   /** One check; cheap when within limits. `protect` is the seq range in flight (never dropped). */
@@ -126,9 +138,9 @@ export class DiskGuard {
     return { sizeBytes: m.size, freeBytes: m.free, syncedDeleted, dropped, accepting: this.accepting };
   }
 
-  private hasRoom(m: { size: number; free: number | undefined }): boolean {
+  private hasRoom(m: { size: number; free: number | undefined; watermark: number }): boolean {
     const capOk = this.opts.maxDatabaseBytes === 0 || m.size < this.opts.maxDatabaseBytes * 0.9;
-    const freeOk = m.free === undefined || m.free > this.opts.minFreeDiskBytes * 1.1 + 1_000_000;
+    const freeOk = m.free === undefined || m.free > m.watermark * 1.1 + Math.min(1_000_000, m.watermark);
     return capOk && freeOk;
   }
 
