@@ -1,0 +1,307 @@
+#!/usr/bin/env node
+// npm run bench [-- --quick] [-- --json FILE] [-- --profile DIR] [-- --only ingest,drain,...]
+// Runs every scenario against its limit in one run and prints a table; see README "Benchmarks".
+import { cpus } from 'node:os';
+import { readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startBroker } from './lib/broker.mjs';
+import { ReadingCounter } from './lib/counter.mjs';
+import { buildBacklog } from './lib/backlog.mjs';
+import { readingsTopic } from './lib/daemon.mjs';
+import { CLI, ROOT, loadAvg, spawnNode, summarize, tmpDir } from './lib/util.mjs';
+import { drainContender, naiveDrain } from './scenarios/drain.mjs';
+import { startupOnce } from './scenarios/startup.mjs';
+import { wireOnce } from './scenarios/wire.mjs';
+import { steadyPhase, collectdAvailable } from './scenarios/steady.mjs';
+import { linkAvailable, linkDrain } from './scenarios/link.mjs';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'string' },
+    profile: { type: 'string' },
+    only: { type: 'string' },
+    reps: { type: 'string' },
+    link: { type: 'boolean' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+if (!existsSync(CLI)) {
+  console.error('dist/ is missing: run npm run build first (npm run bench does)');
+  process.exit(1);
+}
+
+const quick = args.quick;
+const REPS = Number(args.reps ?? 3);
+const only = args.only ? new Set(args.only.split(',')) : undefined;
+const want = (s) => !only || only.has(s);
+const P = quick
+  ? { backlog: 200_000, wire: 10_000, ingestRows: 30_000, ingestTx: [100], naiveMs: 1500, steadyWarmMs: 4000, steadyMs: 12_000, pinnedDrain: false, link: false, linkN: 2000 }
+  : { backlog: 1_000_000, wire: 50_000, ingestRows: 200_000, ingestTx: [1, 10, 100, 1000], naiveMs: 5000, steadyWarmMs: 10_000, steadyMs: 180_000, pinnedDrain: true, link: true, linkN: 10_000 };
+if (args.link !== undefined) P.link = args.link;
+/** the default sensors sample 0.3 readings/s (sim-temp every 5 s, cpu-load every 10 s) */
+const DEFAULT_RATE = 0.3;
+
+const log = (...a) => console.error(new Date().toISOString().slice(11, 19), ...a);
+const loads = [];
+const loadTimer = setInterval(() => loads.push(loadAvg()[0]), 5000);
+loads.push(loadAvg()[0]);
+const started = Date.now();
+
+const workDir = tmpDir('esbench-');
+const profileDir = args.profile ? resolve(args.profile) : undefined;
+if (profileDir) mkdirSync(profileDir, { recursive: true });
+const profFlags = (name) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`] : []);
+
+const R = {
+  machine: {
+    cpu: /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown',
+    cores: cpus().length,
+    node: process.version,
+    quick,
+    repetitions: REPS,
+    broker: 'Mosquitto (private, persistence off)',
+  },
+};
+const targets = [];
+
+/** section[key] = median; runs/min/max beside it */
+function put(section, key, s) {
+  const o = (R[section] ??= {});
+  o[key] = s.median;
+  ((o.runs ??= {})[key] = s.runs), ((o.min ??= {})[key] = s.min), ((o.max ??= {})[key] = s.max);
+}
+const round = (v, d = 1) => (typeof v === 'number' ? Math.round(v * 10 ** d) / 10 ** d : v);
+
+async function repeat(n, fns) {
+  const out = Object.fromEntries(Object.keys(fns).map((k) => [k, []]));
+  // interleaved: every contender sees the same noise of a shared machine
+  for (let i = 0; i < n; i++) for (const [k, fn] of Object.entries(fns)) out[k].push(await fn(i));
+  return out;
+}
+
+async function ingestOnce(mode, tx, rows) {
+  const db = join(workDir, `ingest-${mode}.db`);
+  for (const s of ['', '-wal', '-shm']) rmSync(db + s, { force: true });
+  const p = spawnNode([join(ROOT, 'bench/scenarios/ingest-worker.mjs'), mode, db, String(rows), String(tx)], { nodeFlags: profFlags(`ingest-${mode}`) });
+  const r = await p.exited;
+  if (r.code !== 0) throw new Error(`ingest ${mode} failed: ${p.err()}`);
+  const { rows: written, ms } = JSON.parse(p.out().trim().split('\n').pop());
+  for (const s of ['', '-wal', '-shm']) rmSync(db + s, { force: true });
+  return (written * 1000) / ms;
+}
+
+let broker;
+let counter;
+try {
+  broker = await startBroker(join(workDir, 'broker'));
+  counter = await ReadingCounter.start(broker.url, readingsTopic(), P.backlog);
+  const ctx = { workDir, broker, counter, quick, n: P.backlog };
+
+  if (want('ingest')) {
+    log('ingest');
+    R.ingest = { by_tx: {} };
+    for (const tx of P.ingestTx) {
+      const rows = tx === 1 ? P.ingestRows / 50 : tx === 10 ? P.ingestRows / 10 : P.ingestRows;
+      const r = await repeat(REPS, { daemon: () => ingestOnce('daemon', tx, rows), raw: () => ingestOnce('raw', tx, rows) });
+      const d = summarize(r.daemon);
+      const w = summarize(r.raw);
+      R.ingest.by_tx[tx] = { readings_per_s: d, raw_readings_per_s: w, ratio: d.median / w.median, rows };
+      log(`  ${tx} readings/transaction: daemon ${round(d.median, 0)}/s, raw ${round(w.median, 0)}/s`);
+    }
+    const head = P.ingestTx.includes(100) ? 100 : P.ingestTx[0];
+    put('ingest', 'readings_per_s', R.ingest.by_tx[head].readings_per_s);
+    put('ingest', 'raw_readings_per_s', R.ingest.by_tx[head].raw_readings_per_s);
+    R.ingest.readings_per_transaction = head;
+    R.ingest.ratio = R.ingest.readings_per_s / R.ingest.raw_readings_per_s;
+    targets.push({ name: `ingest / raw (${head} readings per transaction, synchronous=FULL)`, value: R.ingest.ratio, target: '>= 0.8', met: R.ingest.ratio >= 0.8 });
+  }
+
+  if (want('drain') || want('startup') || want('memory')) {
+    log(`building a backlog of ${P.backlog} pending readings`);
+    ctx.backlog = join(workDir, 'backlog.db');
+    buildBacklog(ctx.backlog, P.backlog);
+  }
+
+  if (want('drain') || want('memory')) {
+    log('drain');
+    const r = await repeat(REPS, {
+      daemon: () => drainContender(ctx, 'daemon', { nodeFlags: profFlags('drain-daemon') }),
+      raw: () => drainContender(ctx, 'raw', { nodeFlags: profFlags('drain-raw') }),
+      link: () => drainContender(ctx, 'link'),
+    });
+    const naive = await repeat(REPS, { naive: () => naiveDrain(ctx, { durationMs: P.naiveMs }) });
+    put('drain', 'readings_per_s', summarize(r.daemon.map((x) => x.rate)));
+    put('drain', 'raw_readings_per_s', summarize(r.raw.map((x) => x.rate)));
+    put('drain', 'link_readings_per_s', summarize(r.link.map((x) => x.rate)));
+    put('drain', 'naive_readings_per_s', summarize(naive.naive.map((x) => x.rate)));
+    put('drain', 'peak_rss_mb', summarize(r.daemon.map((x) => x.peakRssMb)));
+    put('drain', 'raw_peak_rss_mb', summarize(r.raw.map((x) => x.peakRssMb)));
+    put('drain', 'cpu_us_per_reading', summarize(r.daemon.map((x) => x.cpuUs / P.backlog)));
+    put('drain', 'raw_cpu_us_per_reading', summarize(r.raw.map((x) => x.cpuUs / P.backlog)));
+    R.drain.readings = P.backlog;
+    R.drain.duplicates = r.daemon.map((x) => x.duplicates);
+    R.drain.catch_up_factor = R.drain.readings_per_s / DEFAULT_RATE;
+    R.drain.ratio_raw = R.drain.readings_per_s / R.drain.raw_readings_per_s;
+    R.drain.ratio_naive = R.drain.readings_per_s / R.drain.naive_readings_per_s;
+    targets.push({ name: 'drain / reference loop', value: R.drain.ratio_raw, target: '>= 0.8', met: R.drain.ratio_raw >= 0.8 });
+    targets.push({ name: 'drain / naive design', value: R.drain.ratio_naive, target: '>= 20', met: R.drain.ratio_naive >= 20 });
+    log(`  daemon ${round(R.drain.readings_per_s, 0)}/s, raw ${round(R.drain.raw_readings_per_s, 0)}/s, link ${round(R.drain.link_readings_per_s, 0)}/s, naive ${round(R.drain.naive_readings_per_s, 0)}/s, peak RSS ${round(R.drain.peak_rss_mb)} MB`);
+    if (P.pinnedDrain) {
+      log('drain pinned to core 0');
+      const p = await repeat(REPS, { daemon: () => drainContender(ctx, 'daemon', { pin: 0, tag: 'p' }), raw: () => drainContender(ctx, 'raw', { pin: 0, tag: 'p' }) });
+      R.drain.pinned = {};
+      const d = summarize(p.daemon.map((x) => x.rate));
+      const w = summarize(p.raw.map((x) => x.rate));
+      R.drain.pinned = { readings_per_s: d.median, raw_readings_per_s: w.median, ratio_raw: d.median / w.median, runs: { readings_per_s: d.runs, raw_readings_per_s: w.runs }, min: { readings_per_s: d.min, raw_readings_per_s: w.min }, max: { readings_per_s: d.max, raw_readings_per_s: w.max } };
+      log(`  pinned: daemon ${round(d.median, 0)}/s, raw ${round(w.median, 0)}/s`);
+    }
+  }
+
+  if (want('startup')) {
+    log('start-up');
+    const r = await repeat(REPS, { empty: () => startupOnce(ctx, {}), backlog: () => startupOnce(ctx, { backlog: ctx.backlog, n: P.backlog }) });
+    put('startup', 'ms_empty', summarize(r.empty));
+    put('startup', 'ms_backlog', summarize(r.backlog));
+    R.startup.backlog_readings = P.backlog;
+    R.startup.ratio = R.startup.ms_backlog / R.startup.ms_empty;
+    targets.push({ name: `start-up with ${P.backlog} pending / empty`, value: R.startup.ratio, target: '<= 2', met: R.startup.ratio <= 2 });
+    log(`  empty ${round(R.startup.ms_empty, 0)} ms, backlog ${round(R.startup.ms_backlog, 0)} ms`);
+  }
+
+  if (want('wire')) {
+    log('wire');
+    const wb = join(workDir, 'wire-backlog.db');
+    buildBacklog(wb, P.wire);
+    const r = await repeat(REPS, {
+      none: () => wireOnce(ctx, { backlog: wb, n: P.wire, compression: 'none' }),
+      gzip: () => wireOnce(ctx, { backlog: wb, n: P.wire, compression: 'gzip' }),
+    });
+    put('wire', 'bytes_per_reading', summarize(r.none.map((x) => x.bytesPerReading)));
+    put('wire', 'compressed_bytes_per_reading', summarize(r.gzip.map((x) => x.bytesPerReading)));
+    put('wire', 'payload_bytes_per_reading', summarize(r.none.map((x) => x.payloadPerReading)));
+    put('wire', 'compressed_payload_bytes_per_reading', summarize(r.gzip.map((x) => x.payloadPerReading)));
+    put('wire', 'broker_to_client_bytes_per_reading', summarize(r.none.map((x) => x.downPerReading)));
+    R.wire.readings = P.wire;
+    targets.push({ name: 'bytes per reading on the wire, gzip, default sensors', value: R.wire.compressed_bytes_per_reading, target: '<= 40', met: R.wire.compressed_bytes_per_reading <= 40 });
+    log(`  ${round(R.wire.bytes_per_reading)} B/reading, gzip ${round(R.wire.compressed_bytes_per_reading)} B/reading`);
+    if (P.link && linkAvailable()) {
+      log('drain through a 1 Mbit/s link');
+      const l = await repeat(REPS, {
+        none: () => linkDrain(ctx, { backlog: wb, n: P.linkN, compression: 'none' }),
+        gzip: () => linkDrain(ctx, { backlog: wb, n: P.linkN, compression: 'gzip' }),
+      });
+      R.wire.link_1mbit = { readings: P.linkN };
+      for (const c of ['none', 'gzip']) {
+        const s = (f) => summarize(l[c].map(f));
+        R.wire.link_1mbit[c] = { readings_per_s: s((x) => x.readingsPerS), payload_utilisation: s((x) => x.payloadUtilisation), link_utilisation: s((x) => x.linkUtilisation) };
+      }
+      log(`  none ${round(R.wire.link_1mbit.none.readings_per_s.median, 0)}/s, gzip ${round(R.wire.link_1mbit.gzip.readings_per_s.median, 0)}/s`);
+    } else if (P.link) {
+      R.wire.link_1mbit = { skipped: 'needs root and iproute2 (network namespaces, tc tbf)' };
+    }
+  }
+
+  if (want('steady') || want('memory')) {
+    log(`steady state: ${P.steadyMs / 1000} s window after ${P.steadyWarmMs / 1000} s warm-up, 3 copies of each contender side by side`);
+    const s = await steadyPhase(ctx, { warmupMs: P.steadyWarmMs, windowMs: P.steadyMs, copies: REPS });
+    const pinned = s['sim10-pinned'];
+    put('steady', 'cpu_us_per_reading', pinned.cpu_us_per_reading);
+    put('steady', 'disk_bytes_per_reading', pinned.disk_bytes_per_reading);
+    put('steady', 'rss_mb', pinned.rss_mb);
+    R.steady.sensors = '10 simulated sensors at 1 Hz, daemon pinned to core 0 (taskset -c 0)';
+    R.steady.window_s = s.windowS;
+    R.steady.unpinned = flat(s.sim10);
+    R.steady.naive = flat(s['naive-pinned']);
+    R.steady.default_sensors = flat(s.default);
+    if (s['collectd-pinned']) R.steady.collectd = flat(s['collectd-pinned']);
+    else R.steady.collectd = { skipped: collectdAvailable() ? 'did not run' : 'collectd (collectd-core with its mqtt plugin) is not installed' };
+    put('idle', 'rss_mb', s.default.rss_mb);
+    R.idle.after_s = (P.steadyWarmMs + P.steadyMs) / 1000;
+    R.idle.sensors = 'default (sim-temp every 5 s, cpu-load every 10 s), broker up';
+    R.steady.default_sensors.year_bytes = R.steady.default_sensors.disk_bytes_per_reading * DEFAULT_RATE * 365 * 86400;
+    targets.push({ name: 'idle RSS, default sensors (MB)', value: R.idle.rss_mb, target: '<= 60', met: R.idle.rss_mb <= 60 });
+    const cd = R.steady.collectd.cpu_us_per_value;
+    if (typeof cd === 'number') {
+      targets.push({ name: 'CPU per reading (10 sensors, one core) / collectd per value (one core)', value: R.steady.cpu_us_per_reading / cd, target: '<= 1', met: R.steady.cpu_us_per_reading <= cd });
+    }
+    log(`  ${round(R.steady.cpu_us_per_reading)} µs and ${round(R.steady.disk_bytes_per_reading, 0)} B per reading; idle RSS ${round(R.idle.rss_mb)} MB; collectd ${round(cd)} µs/value`);
+  }
+  if (R.drain?.peak_rss_mb && R.idle?.rss_mb) {
+    R.drain.peak_over_idle = R.drain.peak_rss_mb / R.idle.rss_mb;
+    targets.push({ name: 'drain peak RSS / idle RSS', value: R.drain.peak_over_idle, target: '<= 1.5', met: R.drain.peak_over_idle <= 1.5 });
+  }
+} finally {
+  clearInterval(loadTimer);
+  await counter?.stop().catch(() => {});
+  await broker?.stop();
+  if (!args.keep) rmSync(workDir, { recursive: true, force: true });
+}
+
+function flat(o) {
+  const out = { runs: {}, min: {}, max: {} };
+  for (const [k, s] of Object.entries(o)) {
+    out[k] = s.median;
+    out.runs[k] = s.runs;
+    out.min[k] = s.min;
+    out.max[k] = s.max;
+  }
+  return out;
+}
+
+loads.push(loadAvg()[0]);
+R.machine.load_avg_1m = { mean: loads.reduce((a, b) => a + b, 0) / loads.length, min: Math.min(...loads), max: Math.max(...loads) };
+R.machine.duration_s = Math.round((Date.now() - started) / 1000);
+R.targets = targets;
+if (args.json) writeFileSync(args.json, JSON.stringify(R, null, 1) + '\n');
+console.log(table(R));
+
+function table(r) {
+  const rows = [];
+  const row = (what, value, range, ref, ratio, target, met) => rows.push([what, value, range, ref, ratio, target, met === undefined ? '' : met ? 'met' : 'MISSED']);
+  const n0 = (v) => (v == null ? '-' : Math.round(v).toLocaleString('en-US'));
+  const n1 = (v) => (v == null ? '-' : (Math.round(v * 10) / 10).toLocaleString('en-US'));
+  const rng = (sec, k, f = n0) => (sec?.min?.[k] == null ? '' : `${f(sec.min[k])}–${f(sec.max[k])}`);
+  const t = (name) => targets.find((x) => x.name.startsWith(name));
+  if (r.ingest) {
+    row(`ingest, readings/s (${r.ingest.readings_per_transaction}/transaction, FULL)`, n0(r.ingest.readings_per_s), rng(r.ingest, 'readings_per_s'), `raw ${n0(r.ingest.raw_readings_per_s)}`, r.ingest.ratio.toFixed(2), '>= 0.8', t('ingest')?.met);
+    for (const [tx, x] of Object.entries(r.ingest.by_tx)) {
+      if (Number(tx) === r.ingest.readings_per_transaction) continue;
+      row(`  ingest, ${tx}/transaction`, n0(x.readings_per_s.median), `${n0(x.readings_per_s.min)}–${n0(x.readings_per_s.max)}`, `raw ${n0(x.raw_readings_per_s.median)}`, x.ratio.toFixed(2), '', undefined);
+    }
+  }
+  if (r.drain) {
+    row(`drain ${n0(r.drain.readings)} pending, readings/s`, n0(r.drain.readings_per_s), rng(r.drain, 'readings_per_s'), `reference loop ${n0(r.drain.raw_readings_per_s)}`, r.drain.ratio_raw.toFixed(2), '>= 0.8', t('drain / reference')?.met);
+    row('  against the naive design', '', '', `naive ${n0(r.drain.naive_readings_per_s)} (${rng(r.drain, 'naive_readings_per_s')})`, r.drain.ratio_naive.toFixed(1), '>= 20', t('drain / naive')?.met);
+    row('  link limit (pre-encoded, from memory)', n0(r.drain.link_readings_per_s), rng(r.drain, 'link_readings_per_s'), '', '', '', undefined);
+    row('  catch-up factor (drain / default sampling 0.3/s)', n0(r.drain.catch_up_factor), '', '', '', '', undefined);
+    if (r.drain.pinned) row('  pinned to one core (taskset -c 0)', n0(r.drain.pinned.readings_per_s), `${n0(r.drain.pinned.min.readings_per_s)}–${n0(r.drain.pinned.max.readings_per_s)}`, `reference loop ${n0(r.drain.pinned.raw_readings_per_s)}`, r.drain.pinned.ratio_raw.toFixed(2), '', undefined);
+    row('  CPU per reading drained, µs', n1(r.drain.cpu_us_per_reading), rng(r.drain, 'cpu_us_per_reading', n1), `reference loop ${n1(r.drain.raw_cpu_us_per_reading)}`, '', '', undefined);
+  }
+  if (r.drain?.peak_over_idle !== undefined) row('drain peak RSS, MB', n1(r.drain.peak_rss_mb), rng(r.drain, 'peak_rss_mb', n1), `idle ${n1(r.idle.rss_mb)}`, r.drain.peak_over_idle.toFixed(2), '<= 1.5', t('drain peak')?.met);
+  if (r.idle) row(`idle RSS, MB (default sensors, after ${r.idle.after_s} s)`, n1(r.idle.rss_mb), rng(r.idle, 'rss_mb', n1), '', '', '<= 60', t('idle RSS')?.met);
+  if (r.startup) row(`start-up to first committed reading, ms`, n0(r.startup.ms_backlog), rng(r.startup, 'ms_backlog'), `empty ${n0(r.startup.ms_empty)} (${rng(r.startup, 'ms_empty')})`, r.startup.ratio.toFixed(2), '<= 2', t('start-up')?.met);
+  if (r.steady) {
+    const cd = r.steady.collectd;
+    row('steady CPU per reading, µs (10 sensors at 1 Hz, one core)', n1(r.steady.cpu_us_per_reading), rng(r.steady, 'cpu_us_per_reading', n1), typeof cd.cpu_us_per_value === 'number' ? `collectd ${n1(cd.cpu_us_per_value)}/value` : `collectd: ${cd.skipped}`, typeof cd.cpu_us_per_value === 'number' ? (r.steady.cpu_us_per_reading / cd.cpu_us_per_value).toFixed(2) : '', '<= 1', t('CPU per reading')?.met);
+    row('  naive writer (a transaction per reading), µs', n1(r.steady.naive.cpu_us_per_reading), rng(r.steady.naive, 'cpu_us_per_reading', n1), '', '', '', undefined);
+    row('  unpinned, µs', n1(r.steady.unpinned.cpu_us_per_reading), rng(r.steady.unpinned, 'cpu_us_per_reading', n1), '', '', '', undefined);
+    row('  default sensors, µs', n1(r.steady.default_sensors.cpu_us_per_reading), rng(r.steady.default_sensors, 'cpu_us_per_reading', n1), '', '', '', undefined);
+    row('steady disk writes per reading, bytes (10 sensors)', n0(r.steady.disk_bytes_per_reading), rng(r.steady, 'disk_bytes_per_reading'), `naive ${n0(r.steady.naive.disk_bytes_per_reading)}`, (r.steady.disk_bytes_per_reading / r.steady.naive.disk_bytes_per_reading).toFixed(2), '', undefined);
+    row('  default sensors, bytes per reading', n0(r.steady.default_sensors.disk_bytes_per_reading), rng(r.steady.default_sensors, 'disk_bytes_per_reading'), `${n1(r.steady.default_sensors.year_bytes / 1e9)} GB/year`, '', '', undefined);
+    if (typeof cd.rss_mb === 'number') row('  collectd RSS, MB', n1(cd.rss_mb), rng(cd, 'rss_mb', n1), '', '', '', undefined);
+  }
+  if (r.wire) {
+    row('wire bytes per reading, gzip (batches of 500)', n1(r.wire.compressed_bytes_per_reading), rng(r.wire, 'compressed_bytes_per_reading', n1), `uncompressed ${n1(r.wire.bytes_per_reading)}`, '', '<= 40', t('bytes per reading')?.met);
+    const l = r.wire.link_1mbit;
+    if (l?.none) {
+      for (const c of ['none', 'gzip']) row(`  through 1 Mbit/s (tc tbf), ${c}`, `${n0(l[c].readings_per_s.median)}/s`, `${n0(l[c].readings_per_s.min)}–${n0(l[c].readings_per_s.max)}`, `payload ${(l[c].payload_utilisation.median * 100).toFixed(0)}% of the link, wire ${(l[c].link_utilisation.median * 100).toFixed(0)}%`, '', '', undefined);
+    } else if (l?.skipped) row('  through 1 Mbit/s', 'skipped', '', l.skipped, '', '', undefined);
+  }
+  const head = ['Figure', 'Median', 'Min–max', 'Reference', 'Ratio', 'Target', ''];
+  const lines = [head, head.map(() => '---'), ...rows].map((c) => `| ${c.join(' | ')} |`);
+  const m = r.machine;
+  lines.push('', `${m.cpu}, ${m.cores} cores, Node ${m.node}; load average (1 min) during the run: mean ${m.load_avg_1m.mean.toFixed(1)}, ${m.load_avg_1m.min.toFixed(1)}–${m.load_avg_1m.max.toFixed(1)}; ${m.duration_s} s${m.quick ? ' (--quick)' : ''}; medians of ${m.repetitions}.`);
+  return lines.join('\n');
+}

@@ -1,0 +1,134 @@
+// Steady state, all contenders side by side for the same window: the daemon with the default
+// sensors (idle RSS, CPU and disk per reading), the daemon with 10 simulated sensors at 1 Hz
+// (pinned to core 0 and unpinned), the naive writer with the same 10 sensors (pinned), and
+// collectd (pinned) where it is installed. Each contender runs in 3 copies: the median is reported.
+import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { daemonConfig, startDaemon, DEFAULT_SENSORS, simSensors, TOPIC_PREFIX } from '../lib/daemon.mjs';
+import { ROOT, cpuUs, memMb, writeBytes, spawnNode, stopChild, sleep, summarize } from '../lib/util.mjs';
+
+function maxSeq(db) {
+  if (!existsSync(db)) return 0;
+  const c = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    return c.prepare('SELECT coalesce(max(rowid), 0) FROM transactions').pluck().get();
+  } catch {
+    return 0;
+  } finally {
+    c.close();
+  }
+}
+
+const COLLECTD = '/usr/sbin/collectd';
+export const collectdAvailable = () => existsSync(COLLECTD) && existsSync('/usr/lib/collectd/mqtt.so');
+
+function startCollectd(dir, host, port, pin) {
+  mkdirSync(dir, { recursive: true });
+  const conf = join(dir, 'collectd.conf');
+  writeFileSync(
+    conf,
+    `Hostname "${host}"
+FQDNLookup false
+Interval 1
+BaseDir "${dir}"
+PIDFile "${dir}/collectd.pid"
+TypesDB "/usr/share/collectd/types.db"
+LoadPlugin cpu
+LoadPlugin memory
+LoadPlugin load
+LoadPlugin mqtt
+<Plugin mqtt>
+  <Publish "bench">
+    Host "127.0.0.1"
+    Port ${port}
+    ClientId "collectd-${host}"
+    QoS 1
+    Prefix "collectd"
+    Retain false
+  </Publish>
+</Plugin>
+`,
+  );
+  const child = spawn('taskset', ['-c', String(pin), COLLECTD, '-f', '-C', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  child.stdout.on('data', (d) => (err += d));
+  const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  return { child, pid: child.pid, exited, err: () => err };
+}
+
+/** counts collectd's messages (one per value list) and values (data sources) per host */
+async function collectdCounter(url) {
+  const counts = new Map();
+  const client = mqtt.connect(url, { protocolVersion: 5, reconnectPeriod: 0, clientId: `bench-collectd-${process.pid}` });
+  client.on('error', () => {});
+  await new Promise((resolve, reject) => {
+    client.once('connect', resolve);
+    client.once('error', reject);
+  });
+  client.on('message', (topic, buf) => {
+    const host = topic.split('/')[1];
+    const c = counts.get(host) ?? { messages: 0, values: 0 };
+    c.messages++;
+    c.values += Math.max(1, buf.toString().split(':').length - 1);
+    counts.set(host, c);
+  });
+  await client.subscribeAsync('collectd/#', { qos: 1 });
+  return { get: (h) => ({ ...(counts.get(h) ?? { messages: 0, values: 0 }) }), stop: () => client.endAsync(true) };
+}
+
+export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
+  const dir = join(ctx.workDir, 'steady');
+  mkdirSync(dir, { recursive: true });
+  const url = ctx.broker.url;
+  const list = [];
+  const cc = collectdAvailable() ? await collectdCounter(url) : undefined;
+  for (let i = 0; i < copies; i++) {
+    const add = (kind, device, start, count) => list.push({ kind, device, proc: start(), count });
+    const daemon = (kind, device, sensors, pin) => {
+      const db = join(dir, `${device}.db`);
+      const cfg = daemonConfig(dir, { db, url, device, sensors });
+      add(kind, device, () => startDaemon(cfg, { pin }), () => maxSeq(db));
+    };
+    daemon('default', `default-${i}`, DEFAULT_SENSORS);
+    daemon('sim10-pinned', `sim10p-${i}`, simSensors(10), 0);
+    daemon('sim10', `sim10-${i}`, simSensors(10));
+    const ndb = join(dir, `naive-${i}.db`);
+    add('naive-pinned', `naive-${i}`, () => spawnNode([join(ROOT, 'bench/reference/naive-writer.mjs'), ndb, url, `${TOPIC_PREFIX}/naive-${i}/readings`, '10'], { pin: 0 }), () => maxSeq(ndb));
+    if (cc) add('collectd-pinned', `cd${i}`, () => startCollectd(join(dir, `collectd-${i}`), `cd${i}`, ctx.broker.port, 0), () => cc.get(`cd${i}`).messages);
+  }
+  await sleep(warmupMs);
+  const snap = () =>
+    list.map((c) => {
+      try {
+        return { cpu: cpuUs(c.proc.pid), wb: writeBytes(c.proc.pid), n: c.count(), mem: memMb(c.proc.pid), values: c.kind.startsWith('collectd') ? cc.get(c.device).values : undefined };
+      } catch (err) {
+        throw new Error(`${c.kind} ${c.device} is not running: ${(c.proc.err?.() ?? '').slice(-400)}`, { cause: err });
+      }
+    });
+  const a = snap();
+  await sleep(windowMs);
+  const b = snap();
+  await Promise.all(list.map((c) => (c.proc.child ? stopChild(c.proc) : undefined)));
+  await cc?.stop();
+  const by = {};
+  list.forEach((c, i) => {
+    const n = b[i].n - a[i].n;
+    const r = (by[c.kind] ??= { cpu: [], disk: [], rss: [], n: [], cpuPerValue: [] });
+    r.n.push(n);
+    r.cpu.push(n > 0 ? (b[i].cpu - a[i].cpu) / n : NaN);
+    r.disk.push(n > 0 ? (b[i].wb - a[i].wb) / n : NaN);
+    r.rss.push(b[i].mem.rss);
+    if (b[i].values !== undefined) r.cpuPerValue.push((b[i].cpu - a[i].cpu) / (b[i].values - a[i].values));
+  });
+  const out = {};
+  for (const [k, r] of Object.entries(by)) {
+    out[k] = { readings: summarize(r.n), cpu_us_per_reading: summarize(r.cpu), disk_bytes_per_reading: summarize(r.disk), rss_mb: summarize(r.rss) };
+    if (r.cpuPerValue.length) out[k].cpu_us_per_value = summarize(r.cpuPerValue);
+  }
+  out.windowS = windowMs / 1000;
+  return out;
+}
