@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { Sampler, type ReadingSink } from '../src/sampler/sampler.js';
+import { periodicSeconds } from '../src/sampler/periodic-clock.js';
 import { Store, FLAG_CLOCK_SUSPECT, type Tick } from '../src/store/store.js';
 import { SimulatedSensor } from '../src/sensors/simulated.js';
 import type { Sensor } from '../src/sensors/index.js';
@@ -141,6 +142,50 @@ describe('sampler with fake timers', () => {
     expect(s.stats.lastWriteError).toBeUndefined();
   });
 
+  it('runs every-N-seconds schedules on whole multiples of N, sensors due together in one write', async () => {
+    const sink = new MemorySink();
+    const s = new Sampler(
+      [{ sensor: sim('s1'), schedule: '* * * * * *' }, { sensor: sim('s5'), schedule: '*/5 * * * * *' }, { sensor: sim('s10'), schedule: '*/10 * * * * *' }],
+      sink,
+      silentLogger(),
+      opts,
+    );
+    s.start();
+    await vi.advanceTimersByTimeAsync(20_000);
+    await s.stop();
+    const at = (name: string) => sink.ticks.filter((t) => t.readings[0].sensor === name).map((t) => t.tsMs);
+    expect(at('s1')).toHaveLength(20);
+    expect(at('s5').map((t) => new Date(t).getUTCSeconds())).toEqual([5, 10, 15, 20]);
+    expect(at('s10').map((t) => new Date(t).getUTCSeconds())).toEqual([10, 20]);
+    // at :10 and :20 all three were due: one write each time, not three
+    expect(sink.calls).toBe(20);
+  });
+
+  it('follows a wall clock that jumps back instead of waiting for the old time', async () => {
+    const sink = new MemorySink();
+    const s = new Sampler([{ sensor: sim('a'), schedule: '*/5 * * * * *' }], sink, silentLogger(), opts);
+    s.start();
+    await vi.advanceTimersByTimeAsync(6_000);
+    expect(s.stats.sensors.a.readings).toBe(1);
+    vi.setSystemTime(Date.now() - 3_600_000); // NTP steps the clock back an hour
+    await vi.advanceTimersByTimeAsync(15_000);
+    await s.stop();
+    // :15 and :20 of the new hour: the tick planned for the old :10 did not hold sampling up for an hour
+    expect(s.stats.sensors.a.readings).toBe(3);
+  });
+
+  it('a tick that comes more than a second late is skipped and counted, not run late', async () => {
+    const sink = new MemorySink();
+    const s = new Sampler([{ sensor: sim('a'), schedule: '* * * * * *' }], sink, silentLogger(), opts);
+    s.start();
+    await vi.advanceTimersByTimeAsync(1_000);
+    vi.setSystemTime(Date.now() + 5_000); // the wall clock jumps ahead (or the loop was blocked)
+    await vi.advanceTimersByTimeAsync(3_000);
+    await s.stop();
+    expect(s.stats.sensors.a.skipped).toBe(1);
+    expect(s.stats.sensors.a.readings).toBeGreaterThanOrEqual(3);
+  });
+
   it('flags readings taken while the clock is before the floor', async () => {
     const sink = new MemorySink();
     const s = new Sampler([{ sensor: sim('a'), schedule: '* * * * * *' }], sink, silentLogger(), { ...opts, clockFloorMs: Date.parse('2027-01-01') });
@@ -178,5 +223,18 @@ describe('readAtStart', () => {
     await s.stop();
     store.close();
     tmp.cleanup();
+  });
+});
+
+describe('periodicSeconds', () => {
+  it('recognises every-N-seconds schedules whose N divides a minute, nothing else', () => {
+    expect(periodicSeconds('* * * * * *')).toBe(1);
+    expect(periodicSeconds('*/5 * * * * *')).toBe(5);
+    expect(periodicSeconds(' */30  * * * * * ')).toBe(30);
+    expect(periodicSeconds('*/7 * * * * *')).toBeUndefined(); // :56 then :00, not periodic
+    expect(periodicSeconds('*/5 * * * *')).toBeUndefined(); // five fields: minutes
+    expect(periodicSeconds('0 * * * * *')).toBeUndefined();
+    expect(periodicSeconds('*/5 * 9-17 * * *')).toBeUndefined();
+    expect(periodicSeconds('*/0 * * * * *')).toBeUndefined();
   });
 });

@@ -67,7 +67,7 @@ async function timedDrain({ ctx, n, start, fromReady = false, checkDb = true, sa
   }
   await stopChild(proc);
   const ms = end - t0;
-  return { ms, rate: (n * 1000) / ms, peakRssMb: Math.max(peak.rss, peak.hwm), cpuUs: cpu, duplicates: ctx.counter.duplicates, messages: ctx.counter.messages };
+  return { ms, rate: (n * 1000) / ms, peakRssMb: Math.max(peak.rss, peak.hwm), cpuUs: cpu, duplicates: ctx.counter.duplicates, messages: ctx.counter.messages, err: proc.err().slice(-2000) };
 }
 
 export async function drainContender(ctx, kind, { pin, nodeFlags = [], backlog = ctx.backlog, n = ctx.n, tag = '' } = {}) {
