@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { startBroker } from './lib/broker.mjs';
 import { ReadingCounter } from './lib/counter.mjs';
 import { buildBacklog } from './lib/backlog.mjs';
-import { readingsTopic } from './lib/daemon.mjs';
+import { readingsTopic, DAEMON_NODE_FLAGS } from './lib/daemon.mjs';
 import { CLI, ROOT, loadAvg, spawnNode, summarize, tmpDir } from './lib/util.mjs';
 import { drainContender, naiveDrain } from './scenarios/drain.mjs';
 import { startupOnce } from './scenarios/startup.mjs';
@@ -37,8 +37,8 @@ const REPS = Number(args.reps ?? 3);
 const only = args.only ? new Set(args.only.split(',')) : undefined;
 const want = (s) => !only || only.has(s);
 const P = quick
-  ? { backlog: 200_000, wire: 10_000, ingestRows: 30_000, ingestTx: [100], naiveMs: 1500, steadyWarmMs: 4000, steadyMs: 12_000, pinnedDrain: false, link: false, linkN: 2000 }
-  : { backlog: 1_000_000, wire: 50_000, ingestRows: 200_000, ingestTx: [1, 10, 100, 1000], naiveMs: 5000, steadyWarmMs: 10_000, steadyMs: 180_000, pinnedDrain: true, link: true, linkN: 10_000 };
+  ? { backlog: 200_000, wire: 10_000, ingestRows: 30_000, ingestTx: [100], naiveMs: 1500, steadyWarmMs: 8000, steadyMs: 12_000, pinnedDrain: false, link: false, linkN: 2000 }
+  : { backlog: 1_000_000, wire: 50_000, ingestRows: 200_000, ingestTx: [1, 10, 100, 1000], naiveMs: 5000, steadyWarmMs: 30_000, steadyMs: 180_000, pinnedDrain: true, link: true, linkN: 10_000 };
 if (args.link !== undefined) P.link = args.link;
 /** the default sensors sample 0.3 readings/s (sim-temp every 5 s, cpu-load every 10 s) */
 const DEFAULT_RATE = 0.3;
@@ -62,6 +62,7 @@ const R = {
     quick,
     repetitions: REPS,
     broker: 'Mosquitto (private, persistence off)',
+    daemon_node_flags: [...DAEMON_NODE_FLAGS, ...(process.env.BENCH_DAEMON_FLAGS ?? '').split(/\s+/).filter(Boolean)].join(' '),
   },
 };
 const targets = [];
@@ -215,12 +216,14 @@ try {
     R.steady.unpinned = flat(s.sim10);
     R.steady.naive = flat(s['naive-pinned']);
     R.steady.default_sensors = flat(s.default);
+    R.steady.default_sensors_sync_60s = flat(s['default-sync60s']);
+    R.steady.sim100_pinned = flat(s['sim100-pinned']);
     if (s['collectd-pinned']) R.steady.collectd = flat(s['collectd-pinned']);
     else R.steady.collectd = { skipped: collectdAvailable() ? 'did not run' : 'collectd (collectd-core with its mqtt plugin) is not installed' };
     put('idle', 'rss_mb', s.default.rss_mb);
     R.idle.after_s = (P.steadyWarmMs + P.steadyMs) / 1000;
     R.idle.sensors = 'default (sim-temp every 5 s, cpu-load every 10 s), broker up';
-    R.steady.default_sensors.year_bytes = R.steady.default_sensors.disk_bytes_per_reading * DEFAULT_RATE * 365 * 86400;
+    for (const d of [R.steady.default_sensors, R.steady.default_sensors_sync_60s]) d.year_bytes = d.disk_bytes_per_reading * DEFAULT_RATE * 365 * 86400;
     targets.push({ name: 'idle RSS, default sensors (MB)', value: R.idle.rss_mb, target: '<= 60', met: R.idle.rss_mb <= 60 });
     const cd = R.steady.collectd.cpu_us_per_value;
     if (typeof cd === 'number') {
@@ -287,9 +290,12 @@ function table(r) {
     row('steady CPU per reading, µs (10 sensors at 1 Hz, one core)', n1(r.steady.cpu_us_per_reading), rng(r.steady, 'cpu_us_per_reading', n1), typeof cd.cpu_us_per_value === 'number' ? `collectd ${n1(cd.cpu_us_per_value)}/value` : `collectd: ${cd.skipped}`, typeof cd.cpu_us_per_value === 'number' ? (r.steady.cpu_us_per_reading / cd.cpu_us_per_value).toFixed(2) : '', '<= 1', t('CPU per reading')?.met);
     row('  naive writer (a transaction per reading), µs', n1(r.steady.naive.cpu_us_per_reading), rng(r.steady.naive, 'cpu_us_per_reading', n1), '', '', '', undefined);
     row('  unpinned, µs', n1(r.steady.unpinned.cpu_us_per_reading), rng(r.steady.unpinned, 'cpu_us_per_reading', n1), '', '', '', undefined);
+    row('  100 readings/s (10 sensors × 10 values), one core, µs', n1(r.steady.sim100_pinned.cpu_us_per_reading), rng(r.steady.sim100_pinned, 'cpu_us_per_reading', n1), '', '', '', undefined);
     row('  default sensors, µs', n1(r.steady.default_sensors.cpu_us_per_reading), rng(r.steady.default_sensors, 'cpu_us_per_reading', n1), '', '', '', undefined);
     row('steady disk writes per reading, bytes (10 sensors)', n0(r.steady.disk_bytes_per_reading), rng(r.steady, 'disk_bytes_per_reading'), `naive ${n0(r.steady.naive.disk_bytes_per_reading)}`, (r.steady.disk_bytes_per_reading / r.steady.naive.disk_bytes_per_reading).toFixed(2), '', undefined);
     row('  default sensors, bytes per reading', n0(r.steady.default_sensors.disk_bytes_per_reading), rng(r.steady.default_sensors, 'disk_bytes_per_reading'), `${n1(r.steady.default_sensors.year_bytes / 1e9)} GB/year`, '', '', undefined);
+    const s60 = r.steady.default_sensors_sync_60s;
+    row('  default sensors, sync.intervalMs 60000', n0(s60.disk_bytes_per_reading), rng(s60, 'disk_bytes_per_reading'), `${n1(s60.year_bytes / 1e9)} GB/year; ${n1(s60.cpu_us_per_reading)} µs/reading`, '', '', undefined);
     if (typeof cd.rss_mb === 'number') row('  collectd RSS, MB', n1(cd.rss_mb), rng(cd, 'rss_mb', n1), '', '', '', undefined);
   }
   if (r.wire) {

@@ -41,6 +41,15 @@ describe('payload', () => {
       ],
     });
   });
+
+  it('encodes a batch without descriptions or flags byte for byte like one that has them', () => {
+    const row = { id: 'i1', seq: 1, ts: '2026-11-26T10:00:00.123Z', sensor: 'sim-temp', value: null, unit: '°C', description: null, flags: 0 };
+    const manual = { ...row, id: 'i2', seq: 2, description: 'coffee' };
+    const plain = encodeReadings('d', 'b', [row]);
+    const mixed = encodeReadings('d', 'b', [row, manual]);
+    expect(plain).toBe('{"device":"d","batch":"b","readings":[{"id":"i1","seq":1,"ts":"2026-11-26T10:00:00.123Z","sensor":"sim-temp","value":null,"unit":"°C"}]}');
+    expect(mixed.startsWith(plain.slice(0, -2))).toBe(true);
+  });
 });
 
 describe('sync against Mosquitto', () => {

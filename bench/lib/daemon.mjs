@@ -1,6 +1,13 @@
 // The real daemon, as a child process: `node dist/cli/main.js run --config FILE`.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, spawnNode, writeDaemonConfig } from './util.mjs';
+
+/**
+ * The node flags the installed command runs with: those of the bin's shebang
+ * ("#!/usr/bin/env -S node --flag"), so the bench measures the daemon as it is deployed.
+ */
+export const DAEMON_NODE_FLAGS = (/^#!.*\bnode\b(.*)$/m.exec(readFileSync(CLI, 'utf8').split('\n', 1)[0])?.[1] ?? '').trim().split(/\s+/).filter(Boolean);
 
 export const TOPIC_PREFIX = 'bench';
 
@@ -29,7 +36,9 @@ export function daemonConfig(dir, { db, url, device = 'bench', sensors = [], syn
 
 /** Starts the daemon; `pin` runs it under taskset, `nodeFlags` e.g. --cpu-prof. */
 export function startDaemon(configPath, opts = {}) {
-  return spawnNode([CLI, 'run', '--config', configPath], opts);
+  // BENCH_DAEMON_FLAGS: try other node flags on every daemon of a run (e.g. "--max-semi-space-size=1")
+  const extra = (process.env.BENCH_DAEMON_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  return spawnNode([CLI, 'run', '--config', configPath], { ...opts, nodeFlags: [...DAEMON_NODE_FLAGS, ...extra, ...(opts.nodeFlags ?? [])] });
 }
 
 export const readingsTopic = (device = '+') => `${TOPIC_PREFIX}/${device}/readings`;

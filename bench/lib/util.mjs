@@ -1,6 +1,6 @@
 // Small helpers shared by the bench scenarios: statistics, waiting, /proc readers, child processes.
 import { spawn, execFileSync } from 'node:child_process';
-import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -55,6 +55,23 @@ export function cpuUs(pid) {
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
   // fields after the command: state(3) ... utime(14) stime(15), counted from 1
   return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+}
+
+/**
+ * CPU time of a process's living threads (scheduler run time, nanosecond resolution), in
+ * microseconds: precise enough for a steady state of a few ms per second. Threads that have
+ * exited are not counted: use cpuUs for whole runs.
+ */
+export function threadCpuUs(pid) {
+  let ns = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* the thread ended meanwhile */
+    }
+  }
+  return ns / 1000;
 }
 
 /** VmRSS and VmHWM (peak) of a process, in MiB (as top and ps show it). */

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { daemonConfig, startDaemon, DEFAULT_SENSORS, simSensors, TOPIC_PREFIX } from '../lib/daemon.mjs';
-import { ROOT, cpuUs, memMb, writeBytes, spawnNode, stopChild, sleep, summarize } from '../lib/util.mjs';
+import { ROOT, threadCpuUs, memMb, writeBytes, spawnNode, stopChild, sleep, summarize } from '../lib/util.mjs';
 
 function maxSeq(db) {
   if (!existsSync(db)) return 0;
@@ -88,14 +88,18 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
   const cc = collectdAvailable() ? await collectdCounter(url) : undefined;
   for (let i = 0; i < copies; i++) {
     const add = (kind, device, start, count) => list.push({ kind, device, proc: start(), count });
-    const daemon = (kind, device, sensors, pin) => {
+    const daemon = (kind, device, sensors, pin, extra = {}) => {
       const db = join(dir, `${device}.db`);
-      const cfg = daemonConfig(dir, { db, url, device, sensors });
+      const cfg = daemonConfig(dir, { db, url, device, sensors, ...extra });
       add(kind, device, () => startDaemon(cfg, { pin }), () => maxSeq(db));
     };
     daemon('default', `default-${i}`, DEFAULT_SENSORS);
+    // the SD-card trade-off: acknowledged rows marked once a minute instead of every second
+    daemon('default-sync60s', `default60-${i}`, DEFAULT_SENSORS, undefined, { sync: { intervalMs: 60_000 } });
     daemon('sim10-pinned', `sim10p-${i}`, simSensors(10), 0);
     daemon('sim10', `sim10-${i}`, simSensors(10));
+    // 100 readings/s (10 sensors of 10 values each): the fixed costs per second spread thinner
+    daemon('sim100-pinned', `sim100p-${i}`, simSensors(10, { count: 10 }), 0);
     const ndb = join(dir, `naive-${i}.db`);
     add('naive-pinned', `naive-${i}`, () => spawnNode([join(ROOT, 'bench/reference/naive-writer.mjs'), ndb, url, `${TOPIC_PREFIX}/naive-${i}/readings`, '10'], { pin: 0 }), () => maxSeq(ndb));
     if (cc) add('collectd-pinned', `cd${i}`, () => startCollectd(join(dir, `collectd-${i}`), `cd${i}`, ctx.broker.port, 0), () => cc.get(`cd${i}`).messages);
@@ -104,7 +108,7 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
   const snap = () =>
     list.map((c) => {
       try {
-        return { cpu: cpuUs(c.proc.pid), wb: writeBytes(c.proc.pid), n: c.count(), mem: memMb(c.proc.pid), values: c.kind.startsWith('collectd') ? cc.get(c.device).values : undefined };
+        return { cpu: threadCpuUs(c.proc.pid), wb: writeBytes(c.proc.pid), n: c.count(), mem: memMb(c.proc.pid), values: c.kind.startsWith('collectd') ? cc.get(c.device).values : undefined };
       } catch (err) {
         throw new Error(`${c.kind} ${c.device} is not running: ${(c.proc.err?.() ?? '').slice(-400)}`, { cause: err });
       }

@@ -115,7 +115,9 @@ export class Store {
         `SELECT id, seq, timestamp AS ts, sensor, amount AS value, unit, description, flags
          FROM transactions WHERE ${PENDING} AND seq > ? ORDER BY seq LIMIT ?`,
       ),
-      markSynced: db.prepare(`UPDATE transactions SET synced = 1, sync_timestamp = ? WHERE rowid = ? AND synced = 0`),
+      // one statement per batch, the seqs as a JSON array: 500 calls into SQLite per batch were a
+      // sixth of the backlog drain's profile
+      markSynced: db.prepare(`UPDATE transactions SET synced = 1, sync_timestamp = ? WHERE rowid IN (SELECT value FROM json_each(?)) AND synced = 0`),
       attemptUnknown: db.prepare(`UPDATE transactions SET retry_count = retry_count + 1 WHERE rowid = ? AND ${PENDING}`),
       attemptRejected: db.prepare(
         `UPDATE transactions SET retry_count = retry_count + 1, reject_count = reject_count + 1,
@@ -179,7 +181,7 @@ export class Store {
     const tx = this.db.transaction(() => {
       let n = 0;
       for (const b of batches) {
-        for (const seq of b.seqs) n += this.stmts.markSynced.run(at, seq).changes;
+        n += this.stmts.markSynced.run(at, JSON.stringify(b.seqs)).changes;
         if (b.event) this.stmts.logEvent.run(at, 'batch_acked', JSON.stringify(b.event));
       }
       if (n > 0) this.stmts.addConfigInt.run('synced_total', n, at);
