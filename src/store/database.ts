@@ -24,6 +24,14 @@ export class StoreOpenError extends Error {
   }
 }
 
+/**
+ * Page cache per connection, in KiB (negative: SQLite's unit convention). better-sqlite3 builds
+ * SQLite with 16 MB; appends at the end and oldest-first reads through an index need far less,
+ * and the 16 MB showed up whole in the peak memory of a backlog drain (see README "Benchmarks").
+ * 2 MB is SQLite's own default.
+ */
+export const PAGE_CACHE_KIB = -2000;
+
 export interface OpenOptions {
   synchronous?: 'FULL' | 'NORMAL';
   busyTimeoutMs?: number;
@@ -93,6 +101,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): SqliteDb {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
     }
+    db.pragma(`cache_size = ${PAGE_CACHE_KIB}`);
     migrate(db, path, readonly);
     return db;
   } catch (err) {
