@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { startBroker } from './lib/broker.mjs';
 import { ReadingCounter } from './lib/counter.mjs';
 import { buildBacklog } from './lib/backlog.mjs';
-import { readingsTopic, DAEMON_NODE_FLAGS } from './lib/daemon.mjs';
+import { readingsTopic, daemonNodeFlags } from './lib/daemon.mjs';
 import { CLI, ROOT, loadAvg, spawnNode, summarize, tmpDir } from './lib/util.mjs';
 import { drainContender, naiveDrain } from './scenarios/drain.mjs';
 import { startupOnce } from './scenarios/startup.mjs';
@@ -62,7 +62,7 @@ const R = {
     quick,
     repetitions: REPS,
     broker: 'Mosquitto (private, persistence off)',
-    daemon_node_flags: [...DAEMON_NODE_FLAGS, ...(process.env.BENCH_DAEMON_FLAGS ?? '').split(/\s+/).filter(Boolean)].join(' '),
+    daemon_node_flags: daemonNodeFlags().join(' '),
   },
 };
 const targets = [];
@@ -220,6 +220,7 @@ try {
     R.steady.default_sensors = flat(s.default);
     R.steady.default_sensors_sync_60s = flat(s['default-sync60s']);
     R.steady.sim100_pinned = flat(s['sim100-pinned']);
+    R.steady.sync_10s_pinned = flat(s['sim10-pinned-sync10s']);
     if (s['collectd-pinned']) R.steady.collectd = flat(s['collectd-pinned']);
     else R.steady.collectd = { skipped: collectdAvailable() ? 'did not run' : 'collectd (collectd-core with its mqtt plugin) is not installed' };
     put('idle', 'rss_mb', s.default.rss_mb);
@@ -293,6 +294,7 @@ function table(r) {
     row('steady CPU per reading, µs (10 sensors at 1 Hz, one core)', n1(r.steady.cpu_us_per_reading), rng(r.steady, 'cpu_us_per_reading', n1), typeof cd.cpu_us_per_value === 'number' ? `collectd ${n1(cd.cpu_us_per_value)}/value` : `collectd: ${cd.skipped}`, typeof cd.cpu_us_per_value === 'number' ? (r.steady.cpu_us_per_reading / cd.cpu_us_per_value).toFixed(2) : '', '<= 1', t('CPU per reading')?.met);
     row('  naive writer (a transaction per reading), µs', n1(r.steady.naive.cpu_us_per_reading), rng(r.steady.naive, 'cpu_us_per_reading', n1), '', '', '', undefined);
     row('  unpinned, µs', n1(r.steady.unpinned.cpu_us_per_reading), rng(r.steady.unpinned, 'cpu_us_per_reading', n1), '', '', '', undefined);
+    row('  sync.intervalMs 10000 (one sync round per 10 s), one core, µs', n1(r.steady.sync_10s_pinned.cpu_us_per_reading), rng(r.steady.sync_10s_pinned, 'cpu_us_per_reading', n1), `${n0(r.steady.sync_10s_pinned.disk_bytes_per_reading)} B/reading on disk`, '', '', undefined);
     row('  100 readings/s (10 sensors × 10 values), one core, µs', n1(r.steady.sim100_pinned.cpu_us_per_reading), rng(r.steady.sim100_pinned, 'cpu_us_per_reading', n1), '', '', '', undefined);
     row('  default sensors, µs', n1(r.steady.default_sensors.cpu_us_per_reading), rng(r.steady.default_sensors, 'cpu_us_per_reading', n1), '', '', '', undefined);
     row('steady disk writes per reading, bytes (10 sensors)', n0(r.steady.disk_bytes_per_reading), rng(r.steady, 'disk_bytes_per_reading'), `naive ${n0(r.steady.naive.disk_bytes_per_reading)}`, (r.steady.disk_bytes_per_reading / r.steady.naive.disk_bytes_per_reading).toFixed(2), '', undefined);

@@ -34,11 +34,19 @@ export function daemonConfig(dir, { db, url, device = 'bench', sensors = [], syn
   }, `${device}.yaml`);
 }
 
+/**
+ * The bin's flags, and BENCH_DAEMON_FLAGS to try others on every daemon of a run: appended
+ * ("--max-semi-space-size=1"), or instead of the bin's when it starts with "!" ("!" alone: none).
+ */
+export function daemonNodeFlags() {
+  const env = process.env.BENCH_DAEMON_FLAGS ?? '';
+  const extra = env.replace(/^!/, '').split(/\s+/).filter(Boolean);
+  return env.startsWith('!') ? extra : [...DAEMON_NODE_FLAGS, ...extra];
+}
+
 /** Starts the daemon; `pin` runs it under taskset, `nodeFlags` e.g. --cpu-prof. */
 export function startDaemon(configPath, opts = {}) {
-  // BENCH_DAEMON_FLAGS: try other node flags on every daemon of a run (e.g. "--max-semi-space-size=1")
-  const extra = (process.env.BENCH_DAEMON_FLAGS ?? '').split(/\s+/).filter(Boolean);
-  return spawnNode([CLI, 'run', '--config', configPath], { ...opts, nodeFlags: [...DAEMON_NODE_FLAGS, ...extra, ...(opts.nodeFlags ?? [])] });
+  return spawnNode([CLI, 'run', '--config', configPath], { ...opts, nodeFlags: [...daemonNodeFlags(), ...(opts.nodeFlags ?? [])] });
 }
 
 export const readingsTopic = (device = '+') => `${TOPIC_PREFIX}/${device}/readings`;

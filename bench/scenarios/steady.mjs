@@ -98,6 +98,8 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
     daemon('default-sync60s', `default60-${i}`, DEFAULT_SENSORS, undefined, { sync: { intervalMs: 60_000 } });
     daemon('sim10-pinned', `sim10p-${i}`, simSensors(10), 0);
     daemon('sim10', `sim10-${i}`, simSensors(10));
+    // the CPU trade-off: one sync round (publish, PUBACK, a transaction) per 10 s instead of per second
+    daemon('sim10-pinned-sync10s', `sim10s-${i}`, simSensors(10), 0, { sync: { intervalMs: 10_000 } });
     // 100 readings/s (10 sensors of 10 values each): the fixed costs per second spread thinner
     daemon('sim100-pinned', `sim100p-${i}`, simSensors(10, { count: 10 }), 0);
     const ndb = join(dir, `naive-${i}.db`);
