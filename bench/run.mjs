@@ -25,6 +25,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string' },
     link: { type: 'boolean' },
     keep: { type: 'boolean', default: false },
+    readme: { type: 'boolean', default: false },
   },
 });
 if (!existsSync(CLI)) {
@@ -261,7 +262,17 @@ R.machine.load_avg_1m = { mean: loads.reduce((a, b) => a + b, 0) / loads.length,
 R.machine.duration_s = Math.round((Date.now() - started) / 1000);
 R.targets = targets;
 if (args.json) writeFileSync(args.json, JSON.stringify(R, null, 1) + '\n');
-console.log(table(R));
+const text = table(R);
+console.log(text);
+if (args.readme) {
+  // the README's table is the output of a full run: written between its markers
+  const file = join(ROOT, 'README.md');
+  const md = readFileSync(file, 'utf8');
+  const re = /(<!-- bench-table: [^>]*-->\n)[\s\S]*?(<!-- \/bench-table -->)/;
+  if (!re.test(md)) throw new Error('README.md has no bench-table markers');
+  const cmd = `npm run bench${quick ? ' -- --quick' : ''}`;
+  writeFileSync(file, md.replace(re, (_, a, b) => `${a}\`${cmd}\`, ${new Date().toISOString().slice(0, 10)}:\n\n${text}\n${b}`));
+}
 
 function table(r) {
   const rows = [];
