@@ -89,7 +89,11 @@ describe('scripts/install.sh into a root folder', () => {
     expect(r.status).toBe(0);
 
     const u = unitFile(at('etc/systemd/system/edge-sensor.service'));
-    const [node, main, cmd, flag, config] = one(u, 'ExecStart').split(/\s+/);
+    const [node, ...args] = one(u, 'ExecStart').split(/\s+/);
+    const nodeFlags = args.filter((a, i) => a.startsWith('--') && args.slice(0, i).every((b) => b.startsWith('--')));
+    const [main, cmd, flag, config] = args.slice(nodeFlags.length);
+    // the service runs node with the flags of the edge-sensor command's shebang
+    expect(nodeFlags).toEqual(readFileSync(join(PROJECT, 'src/cli/main.ts'), 'utf8').split('\n', 1)[0].split(/\s+/).slice(3));
     expect([cmd, flag]).toEqual(['run', '--config']);
     accessSync(node, constants.X_OK); // the node the service runs lives outside the root
     expect(main).toBe('/opt/edge-sensor/dist/cli/main.js');
