@@ -38,7 +38,7 @@ const REPS = Number(args.reps ?? 3);
 const only = args.only ? new Set(args.only.split(',')) : undefined;
 const want = (s) => !only || only.has(s);
 const P = quick
-  ? { backlog: 200_000, wire: 10_000, ingestRows: 30_000, ingestTx: [100], naiveMs: 1500, steadyWarmMs: 8000, steadyMs: 12_000, pinnedDrain: false, link: false, linkN: 2000 }
+  ? { backlog: 200_000, wire: 10_000, ingestRows: 100_000, ingestTx: [100], naiveMs: 1500, steadyWarmMs: 8000, steadyMs: 12_000, pinnedDrain: false, link: false, linkN: 2000 }
   : { backlog: 1_000_000, wire: 50_000, ingestRows: 200_000, ingestTx: [1, 10, 100, 1000], naiveMs: 5000, steadyWarmMs: 30_000, steadyMs: 180_000, pinnedDrain: true, link: true, linkN: 10_000 };
 if (args.link !== undefined) P.link = args.link;
 /** the default sensors sample 0.3 readings/s (sim-temp every 5 s, cpu-load every 10 s) */
@@ -78,15 +78,22 @@ const round = (v, d = 1) => (typeof v === 'number' ? Math.round(v * 10 ** d) / 1
 
 async function repeat(n, fns) {
   const out = Object.fromEntries(Object.keys(fns).map((k) => [k, []]));
-  // interleaved: every contender sees the same noise of a shared machine
-  for (let i = 0; i < n; i++) for (const [k, fn] of Object.entries(fns)) out[k].push(await fn(i));
+  // interleaved, the order reversed every other round: every contender sees the same noise of a
+  // shared machine, and none always goes first
+  for (let i = 0; i < n; i++) {
+    const order = Object.entries(fns);
+    if (i % 2 === 1) order.reverse();
+    for (const [k, fn] of order) out[k].push(await fn(i));
+  }
   return out;
 }
 
 async function ingestOnce(mode, tx, rows) {
   const db = join(workDir, `ingest-${mode}.db`);
   for (const s of ['', '-wal', '-shm']) rmSync(db + s, { force: true });
-  const p = spawnNode([join(ROOT, 'bench/scenarios/ingest-worker.mjs'), mode, db, String(rows), String(tx)], { nodeFlags: profFlags(`ingest-${mode}`) });
+  // the daemon's side runs with the daemon's node flags, the bare one with none
+  const flags = [...(mode === 'daemon' ? daemonNodeFlags() : []), ...profFlags(`ingest-${mode}`)];
+  const p = spawnNode([join(ROOT, 'bench/scenarios/ingest-worker.mjs'), mode, db, String(rows), String(tx)], { nodeFlags: flags });
   const r = await p.exited;
   if (r.code !== 0) throw new Error(`ingest ${mode} failed: ${p.err()}`);
   const { rows: written, ms } = JSON.parse(p.out().trim().split('\n').pop());
@@ -106,7 +113,9 @@ try {
     R.ingest = { by_tx: {} };
     for (const tx of P.ingestTx) {
       const rows = tx === 1 ? P.ingestRows / 50 : tx === 10 ? P.ingestRows / 10 : P.ingestRows;
-      const r = await repeat(REPS, { daemon: () => ingestOnce('daemon', tx, rows), raw: () => ingestOnce('raw', tx, rows) });
+      // fsync latency on a shared disk varies several-fold from one second to the next: more
+      // repetitions here than elsewhere
+      const r = await repeat(Math.max(REPS, 5), { daemon: () => ingestOnce('daemon', tx, rows), raw: () => ingestOnce('raw', tx, rows) });
       const d = summarize(r.daemon);
       const w = summarize(r.raw);
       R.ingest.by_tx[tx] = { readings_per_s: d, raw_readings_per_s: w, ratio: d.median / w.median, rows };
