@@ -209,4 +209,16 @@ describe('uuidv7', () => {
     expect(sorted).toEqual(ids);
     expect(new Set(ids).size).toBe(ids.length);
   });
+
+  it('has the RFC 9562 layout: version 7, variant 10, the millisecond in the first 48 bits', () => {
+    // later than any millisecond used before in this file (ids never go back in time)
+    for (const ms of [1_900_000_000_000, 1_900_000_000_001, 1_900_000_065_536]) {
+      const id = uuidv7(ms);
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(uuidv7Time(id)).toBe(ms);
+    }
+    // the variant digit and the rest are random: many ids use all four variant digits
+    const variants = new Set(Array.from({ length: 400 }, () => uuidv7(1_900_000_065_536)[19]));
+    expect([...variants].sort()).toEqual(['8', '9', 'a', 'b']);
+  });
 });
