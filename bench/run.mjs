@@ -164,7 +164,6 @@ try {
     if (P.pinnedDrain) {
       log('drain pinned to core 0');
       const p = await repeat(REPS, { daemon: () => drainContender(ctx, 'daemon', { pin: 0, tag: 'p' }), raw: () => drainContender(ctx, 'raw', { pin: 0, tag: 'p' }) });
-      R.drain.pinned = {};
       const d = summarize(p.daemon.map((x) => x.rate));
       const w = summarize(p.raw.map((x) => x.rate));
       R.drain.pinned = { readings_per_s: d.median, raw_readings_per_s: w.median, ratio_raw: d.median / w.median, runs: { readings_per_s: d.runs, raw_readings_per_s: w.runs }, min: { readings_per_s: d.min, raw_readings_per_s: w.min }, max: { readings_per_s: d.max, raw_readings_per_s: w.max } };
