@@ -268,10 +268,17 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
   /** Writes the count of lost readings down; while the disk is full it waits for the next try. */
   private persistLost(): void {
     if (this.unsavedLost === 0 || !this.store?.db.open) return;
+    const store = this.store;
+    const n = this.unsavedLost;
     try {
-      this.store.addConfigInt('lost_total', this.unsavedLost);
-      this.store.logEvent('readings_lost', { count: this.unsavedLost, error: this.sampler?.stats.lastWriteError ?? null });
-      this.unsavedLost = 0;
+      // one transaction: a count written without its event (or the reverse) would be counted again
+      store.db
+        .transaction(() => {
+          store.addConfigInt('lost_total', n);
+          store.logEvent('readings_lost', { count: n, error: this.sampler?.stats.lastWriteError ?? null });
+        })
+        .immediate();
+      this.unsavedLost -= n;
     } catch {
       /* still full: try again at the next guard check */
     }

@@ -289,6 +289,34 @@ describe('sync against an in-process broker that controls PUBACKs', () => {
     await broker.close();
   });
 
+  it('acknowledgements that cannot be recorded (disk full) are held and retried, not resent', async () => {
+    const broker = await new EmbeddedBroker().listen();
+    let received = 0;
+    broker.onPublish = (_c, p) => {
+      if (p.topic.endsWith('/readings')) received++;
+      return 'ack';
+    };
+    const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'full', sync: { batchSize: 100, maxInFlight: 4 } });
+    fill(s.store, 2000, 500);
+    const real = s.store.settleAcked.bind(s.store);
+    let full = true;
+    s.store.settleAcked = (batches, at) => {
+      if (full) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      return real(batches, at);
+    };
+    s.start();
+    await waitFor(() => received >= 4, 5000, 'first window sent');
+    await sleep(1500);
+    // nothing recorded, and nothing more sent while the acknowledgements cannot be written down
+    expect(received).toBe(4);
+    expect(syncedCount(s)).toBe(0);
+    full = false;
+    await waitFor(() => syncedCount(s) === 2000, 10_000, 'all synced once space returns');
+    expect(received).toBe(20); // every batch exactly once: no resend storm
+    await s.stop();
+    await broker.close();
+  });
+
   it('gzip compression: the same JSON, announced with the MQTT 5 content type', async () => {
     const broker = await new EmbeddedBroker().listen();
     broker.keepLog = true;

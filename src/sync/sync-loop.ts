@@ -96,6 +96,9 @@ export class SyncLoop {
   /** rows per batch that fit under the broker's Maximum Packet Size, once a split was needed */
   private fitRows = Infinity;
   private ackFlushScheduled = false;
+  /** acknowledgements that could not be recorded are retried after this time */
+  private ackRetryAt = 0;
+  private ackFailures = 0;
   private idleWaiters: Array<() => void> = [];
   readonly stats: SyncStats = { ackedBatches: 0, ackedRows: 0, rejectedBatches: 0, unknownBatches: 0, parkedRows: 0, inFlightBatches: 0, window: 0 };
   /** called when a batch is settled (for tests and the status reporter) */
@@ -142,6 +145,11 @@ export class SyncLoop {
     clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
     this.flushAcks();
+    if (this.acked.length > 0) {
+      // acknowledgements not recorded yet (storage full): nothing new until they are
+      this.wakeAt(Math.max(10, this.ackRetryAt - this.now()));
+      return;
+    }
     if (!this.running || this.paused) return;
     if (!this.link.connected) return; // the 'connect' event pumps again
     const now = this.now();
@@ -230,8 +238,8 @@ export class SyncLoop {
   private flushAcks(): void {
     this.ackFlushScheduled = false;
     if (this.acked.length === 0) return;
+    if (this.now() < this.ackRetryAt) return;
     const acked = this.acked;
-    this.acked = [];
     const atMs = acked[acked.length - 1].atMs;
     try {
       this.store.settleAcked(
@@ -242,13 +250,25 @@ export class SyncLoop {
         atMs,
       );
     } catch (err) {
-      // the broker has the rows but we could not record it (disk full?): they stay pending and
-      // will be sent again; a duplicate is better than a loss
+      // The broker has these rows, but we cannot write that down (disk full?). Keep the
+      // acknowledgements in memory and try again shortly; meanwhile send nothing new: those rows
+      // are still pending in the database, and sending again would only resend them (or pile up
+      // more acknowledgements we cannot record). If the process dies first, they are resent after
+      // the restart: a bounded duplicate, never a loss.
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(this.ackFailures++, 6));
+      this.ackRetryAt = this.now() + delay;
       this.noteError(`cannot mark rows synced: ${(err as Error).message}`);
-      this.log.error({ err, batches: acked.length }, 'cannot mark acknowledged rows synced; they will be sent again');
-      this.needsRewind = true;
+      if (this.ackFailures === 1) {
+        this.log.error({ err, batches: acked.length }, 'cannot record acknowledged rows as synced; holding them in memory and retrying, sending nothing new meanwhile');
+      }
       return;
     }
+    this.acked = [];
+    if (this.ackFailures > 0) {
+      this.log.info({ attempts: this.ackFailures, batches: acked.length }, 'acknowledged rows recorded as synced again');
+      this.ackFailures = 0;
+    }
+    this.ackRetryAt = 0;
     let rows = 0;
     for (const { batch } of acked) rows += batch.seqs.length;
     this.stats.ackedBatches += acked.length;
@@ -355,6 +375,7 @@ export class SyncLoop {
     while (this.inFlight.size > 0 && this.now() < end && this.link.connected) {
       await new Promise((r) => setTimeout(r, 20));
     }
+    this.ackRetryAt = 0; // a last try to record what was acknowledged
     this.flushAcks();
     return { settled: this.inFlight.size === 0, inFlight: this.inFlight.size };
   }
