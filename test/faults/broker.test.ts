@@ -1,12 +1,12 @@
 import { describe, it } from 'vitest';
-import { plan, Scenario, sleep, withRun, type FaultRun } from './lib/harness.js';
+import { backlog, plan, Scenario, sleep, withRun, type FaultRun } from './lib/harness.js';
 
 const PLAN = plan({ runs: 4, faultsPerRun: 5 }, { runs: 1, faultsPerRun: 3 });
 
 /** Runs a scenario whose fault is done to the broker; the daemon must reconnect after each. */
 async function brokerScenario(sc: Scenario, fault: (run: FaultRun) => Promise<void>, brokerMayLose = false): Promise<void> {
   for (let i = 0; i < PLAN.runs; i++) {
-    await withRun(sc, { prefill: 300_000, perSecond: 1000 }, async (run) => {
+    await withRun(sc, { prefill: backlog(300_000), perSecond: 1000 }, async (run) => {
       await run.startDaemon();
       for (let f = 0; f < PLAN.faultsPerRun; f++) {
         await sleep(sc.rng.between(50, 1000));

@@ -1,5 +1,5 @@
 import { describe, it } from 'vitest';
-import { plan, Scenario, sleep, withRun } from './lib/harness.js';
+import { backlog, plan, Scenario, sleep, withRun } from './lib/harness.js';
 
 const PLAN = plan({ runs: 4, faultsPerRun: 5 }, { runs: 1, faultsPerRun: 3 });
 
@@ -10,7 +10,7 @@ describe('fault: the network between daemon and broker fails', () => {
       'silent partition (proxy forwards nothing, closes nothing) of 0.3-3 publish timeouts during a drain; bytes held and delivered late, or dropped and the connection reset at the end',
     );
     for (let i = 0; i < PLAN.runs; i++) {
-      await withRun(sc, { prefill: 300_000, perSecond: 1000 }, async (run) => {
+      await withRun(sc, { prefill: backlog(300_000), perSecond: 1000 }, async (run) => {
         await run.startDaemon();
         const proxy = run.proxy;
         for (let f = 0; f < PLAN.faultsPerRun; f++) {
@@ -31,7 +31,7 @@ describe('fault: the network between daemon and broker fails', () => {
   it('cut: connections reset during the drain of a large backlog (sometimes refused for a while)', async () => {
     const sc = new Scenario('cut', 'hard cut (TCP reset both ways) during a drain; half of the time new connections are refused for 0-1.5 s');
     for (let i = 0; i < PLAN.runs; i++) {
-      await withRun(sc, { prefill: 300_000, perSecond: 1000 }, async (run) => {
+      await withRun(sc, { prefill: backlog(300_000), perSecond: 1000 }, async (run) => {
         await run.startDaemon();
         const proxy = run.proxy;
         for (let f = 0; f < PLAN.faultsPerRun; f++) {
@@ -57,7 +57,7 @@ describe('fault: the network between daemon and broker fails', () => {
       'link delayed 100 ms each way (window always full), with spikes of 0.5-2.5 publish timeouts lasting 0.5-2.5 s',
     );
     for (let i = 0; i < PLAN.runs; i++) {
-      await withRun(sc, { prefill: 300_000, perSecond: 1000 }, async (run) => {
+      await withRun(sc, { prefill: backlog(300_000), perSecond: 1000 }, async (run) => {
         const proxy = run.proxy;
         proxy.delayMs = 100;
         await run.startDaemon();

@@ -1,5 +1,5 @@
 import { describe, it } from 'vitest';
-import { plan, Scenario, sleep, withRun } from './lib/harness.js';
+import { backlog, plan, Scenario, sleep, withRun } from './lib/harness.js';
 
 describe('fault: the daemon is stopped', () => {
   it('sigterm: SIGTERM during a drain exits 0; the restart drains the rest', async () => {
@@ -7,7 +7,7 @@ describe('fault: the daemon is stopped', () => {
     const p = plan({ runs: 4, faultsPerRun: 5 }, { runs: 1, faultsPerRun: 3 });
     let slowest = 0;
     for (let i = 0; i < p.runs; i++) {
-      await withRun(sc, { prefill: 300_000, perSecond: 1000 }, async (run) => {
+      await withRun(sc, { prefill: backlog(300_000), perSecond: 1000 }, async (run) => {
         await run.startDaemon();
         for (let f = 0; f < p.faultsPerRun; f++) {
           await sleep(sc.rng.between(50, 1000));

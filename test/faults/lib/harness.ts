@@ -32,6 +32,11 @@ export function plan(full: Plan, quick: Plan): Plan {
   return { runs, faultsPerRun: p.faultsPerRun };
 }
 
+/** A backlog big enough to last through the faults of one run (the quick profile has fewer). */
+export function backlog(full: number): number {
+  return PROFILE === 'quick' ? Math.round(full / 3) : full;
+}
+
 /** Seeded randomness: every random moment and duration of a scenario comes from here. */
 export class Rng {
   private readonly next: () => number;
