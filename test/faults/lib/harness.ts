@@ -539,11 +539,21 @@ export interface FinalRow {
   retries: number;
 }
 
-/** Every row of a database and its integrity check. */
-export function readDatabase(path: string): { rows: Map<string, FinalRow>; integrity: string } {
+/** PRAGMA integrity_check of a database, beside the running daemon (WAL: a read snapshot). */
+export function integrityNow(path: string): string {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
-    const integrity = (db.pragma('integrity_check') as Array<{ integrity_check: string }>).map((r) => r.integrity_check).join('; ');
+    return (db.pragma('integrity_check') as Array<{ integrity_check: string }>).map((r) => r.integrity_check).join('; ');
+  } finally {
+    db.close();
+  }
+}
+
+/** Every row of a database and its integrity check. */
+export function readDatabase(path: string): { rows: Map<string, FinalRow>; integrity: string } {
+  const integrity = integrityNow(path);
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
     const rows = new Map<string, FinalRow>();
     const all = db.prepare('SELECT id, seq, synced, parked_at IS NOT NULL, sync_timestamp, retry_count FROM transactions').raw().all() as Array<[string, number, number, number, string | null, number]>;
     for (const [id, seq, synced, parked, syncedAt, retries] of all) {
