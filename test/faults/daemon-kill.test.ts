@@ -13,7 +13,7 @@ describe('fault: the daemon is killed', () => {
           run.markFault('kill -9');
           await run.daemon.kill9();
           await run.startDaemon();
-          await run.recovered();
+          await run.recovered({ newProcess: true });
         }
       });
     }

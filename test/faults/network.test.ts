@@ -10,7 +10,7 @@ describe('fault: the network between daemon and broker fails', () => {
       'silent partition (proxy forwards nothing, closes nothing) of 0.3-3 publish timeouts during a drain; bytes held and delivered late, or dropped and the connection reset at the end',
     );
     for (let i = 0; i < PLAN.runs; i++) {
-      await withRun(sc, { prefill: backlog(300_000), perSecond: 1000 }, async (run) => {
+      await withRun(sc, { prefill: backlog(400_000), perSecond: 1000 }, async (run) => {
         await run.startDaemon();
         const proxy = run.proxy;
         for (let f = 0; f < PLAN.faultsPerRun; f++) {
@@ -31,7 +31,7 @@ describe('fault: the network between daemon and broker fails', () => {
   it('cut: connections reset during the drain of a large backlog (sometimes refused for a while)', async () => {
     const sc = new Scenario('cut', 'hard cut (TCP reset both ways) during a drain; half of the time new connections are refused for 0-1.5 s');
     for (let i = 0; i < PLAN.runs; i++) {
-      await withRun(sc, { prefill: backlog(300_000), perSecond: 1000 }, async (run) => {
+      await withRun(sc, { prefill: backlog(400_000), perSecond: 1000 }, async (run) => {
         await run.startDaemon();
         const proxy = run.proxy;
         for (let f = 0; f < PLAN.faultsPerRun; f++) {

@@ -102,7 +102,7 @@ describe('fault: power loss under the database', () => {
               await sleep(sc.rng.between(1000, 4000));
               const { vanished, seqs } = await cuts.cut(run);
               await run.daemon.linkUp(30_000);
-              if (vanished > 0) sc.note(`run ${i + 1} cut ${f + 1}: ${vanished} committed readings missing after the cut (seq ${seqs[0]}-${seqs.at(-1)})`);
+              if (vanished > 0) console.log(`[${sc.result.scenario}] run ${i + 1} cut ${f + 1}: ${vanished} committed readings missing after the cut (seq ${seqs[0]}-${seqs.at(-1)})`);
               await run.recovered();
             }
           });

@@ -16,7 +16,7 @@ describe('fault: the daemon is stopped', () => {
           slowest = Math.max(slowest, t.ms);
           if (t.code !== 0) throw new Error(`SIGTERM during a drain: exit ${t.code ?? t.signal} after ${t.ms} ms`);
           await run.startDaemon();
-          await run.recovered();
+          await run.recovered({ newProcess: true });
         }
       });
     }
