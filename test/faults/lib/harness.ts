@@ -377,6 +377,9 @@ export class FaultRun {
         retry: { initialDelayMs: 100, maxDelayMs: 1000, maxAttempts: 10 },
       },
       status: { intervalMs: 2000 },
+      // no disk caps: drop-oldest would delete pending rows on the small file systems of the
+      // disk-full and power-loss scenarios; caps and their announced drops have tests of their own
+      retention: { maxDatabaseBytes: 0, minFreeDiskBytes: 0 },
       log: { level: 'info' },
     };
     const sensors = [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: this.o.perSecond ?? 500 }];
