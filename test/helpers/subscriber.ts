@@ -11,8 +11,12 @@ export class Ledger {
   readonly counts = new Map<string, number>();
   readonly seqs: number[][] = [];
   readonly statuses: Array<Record<string, unknown>> = [];
+  /** batch id → times its message arrived: a second arrival is the broker redelivering, not the daemon resending */
+  readonly batches = new Map<string, number>();
   messages = 0;
   readings = 0;
+  /** readings in messages that arrived again with the same batch id (broker → subscriber redelivery) */
+  redeliveredReadings = 0;
   bad = 0;
 
   static async start(
@@ -46,6 +50,9 @@ export class Ledger {
         const gz = packet.properties?.contentType === 'application/json+gzip';
         const m = JSON.parse((gz ? gunzipSync(buf) : buf).toString()) as WireBatch;
         l.seqs.push(m.readings.map((r) => r.seq));
+        const seen = l.batches.get(m.batch) ?? 0;
+        l.batches.set(m.batch, seen + 1);
+        if (seen > 0) l.redeliveredReadings += m.readings.length;
         for (const r of m.readings) {
           l.readings++;
           l.counts.set(r.id, (l.counts.get(r.id) ?? 0) + 1);
@@ -69,6 +76,11 @@ export class Ledger {
 
   get duplicates(): number {
     return this.readings - this.counts.size;
+  }
+
+  /** extra copies that came from the daemon sending rows again in a new batch (after an unknown outcome) */
+  get resent(): number {
+    return this.duplicates - this.redeliveredReadings;
   }
 
   has(id: string): boolean {

@@ -1,0 +1,57 @@
+import { describe, it } from 'vitest';
+import { backlog, plan, Scenario, sleep, withRun, type FaultRun } from './lib/harness.js';
+
+const PLAN = plan({ runs: 4, faultsPerRun: 5 }, { runs: 1, faultsPerRun: 3 });
+
+/** Runs a scenario whose fault is done to the broker; the daemon must reconnect after each. */
+async function brokerScenario(sc: Scenario, fault: (run: FaultRun) => Promise<void>, o: { reconnects: boolean; brokerMayLose?: boolean }): Promise<void> {
+  for (let i = 0; i < PLAN.runs; i++) {
+    await withRun(sc, { prefill: backlog(400_000), perSecond: 1000 }, async (run) => {
+      await run.startDaemon();
+      for (let f = 0; f < PLAN.faultsPerRun; f++) {
+        await sleep(sc.rng.between(50, 1000));
+        const connects = run.daemon.connects();
+        await fault(run);
+        // a freeze shorter than the time a batch waits for its PUBACK may pass without a reconnect
+        if (o.reconnects) await run.daemon.reconnected(connects);
+        await run.recovered();
+      }
+    });
+  }
+  sc.finish({ brokerMayLose: o.brokerMayLose });
+}
+
+describe('fault: the broker fails', () => {
+  it('broker-kill: Mosquitto killed (-9) during a drain and restarted', async () => {
+    const sc = new Scenario('broker-kill', 'Mosquitto kill -9 during a drain (persistence saved on every change), restarted after 0-2 s');
+    await brokerScenario(sc, async (run) => {
+      run.markFault('broker kill -9');
+      await run.mosq.kill();
+      await sleep(sc.rng.between(0, 2000));
+      await run.mosq.start();
+    }, { reconnects: true, brokerMayLose: true });
+  });
+
+  it('broker-stop: Mosquitto stopped for longer than the publish timeout', async () => {
+    const sc = new Scenario('broker-stop', 'Mosquitto stopped (SIGTERM) during a drain for 1-3 publish timeouts, then started');
+    await brokerScenario(sc, async (run) => {
+      run.markFault('broker stop');
+      await run.mosq.stop();
+      await sleep(run.publishTimeoutMs * sc.rng.between(1, 3));
+      await run.mosq.start();
+    }, { reconnects: true });
+  });
+
+  it('broker-freeze: Mosquitto frozen (SIGSTOP) for longer than the publish timeout', async () => {
+    const sc = new Scenario(
+      'broker-freeze',
+      'Mosquitto frozen (SIGSTOP: connections stay open, nothing is answered) for 1.2-3 publish timeouts during a drain, then SIGCONT',
+    );
+    await brokerScenario(sc, async (run) => {
+      run.markFault('broker freeze');
+      run.mosq.proc!.kill('SIGSTOP');
+      await sleep(run.publishTimeoutMs * sc.rng.between(1.2, 3));
+      run.mosq.proc!.kill('SIGCONT');
+    }, { reconnects: false });
+  });
+});
