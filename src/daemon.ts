@@ -150,6 +150,10 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
     );
     const guard = this.guard;
     this.sampler.accepting = () => guard.acceptingReadings;
+    // the timer below is for what changes on its own (free space, age); the cap grows with writes
+    this.sampler.onWritten = () => {
+      if (guard.overLimit()) this.runGuard();
+    };
     this.guardTimer = setInterval(() => this.runGuard(), config.retention.checkIntervalMs);
     this.guardTimer.unref();
     this.runGuard();

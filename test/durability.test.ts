@@ -259,8 +259,9 @@ describe('a daemon fed faster than its uplink', () => {
     d.child.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
     await sleep(500);
-    // the cap holds (one check interval of ingest, ~400 KB, may overshoot it between checks)
-    expect(maxSize).toBeLessThan(cap + 600_000);
+    // the cap holds: the guard looks after every write, so at most one tick (1,500 readings,
+    // ~200 KB with the WAL) lands before it acts, however late its timer runs on a busy machine
+    expect(maxSize).toBeLessThan(cap + 300_000);
     const db = new Database(c.db, { readonly: true });
     const droppedTotal = Number(db.prepare("SELECT value FROM config WHERE key = 'dropped_total'").pluck().get());
     const lastSeq = db.prepare('SELECT max(seq) FROM transactions').pluck().get() as number;

@@ -88,6 +88,15 @@ export class DiskGuard {
     return { size, free, watermark, excess, toLowWater: Math.max(0, overLow, underLow) };
   }
 
+  /**
+   * Whether the database is past its cap or the disk below its watermark right now: two stat
+   * calls, cheap enough to ask after every write, so that a fast writer cannot outgrow the cap
+   * by a whole check interval.
+   */
+  overLimit(): boolean {
+    return this.enabled && this.measure().excess > 0;
+  }
+
   /** One check; cheap when within limits. `protect` is the seq range in flight (never dropped). */
   check(protect?: [number, number], nowMs: number = Date.now()): GuardResult {
     let m = this.measure();
