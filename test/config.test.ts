@@ -120,4 +120,18 @@ describe('config', () => {
     const { existsSync } = await import('node:fs');
     expect(existsSync(db)).toBe(false);
   });
+
+  it('LOG_LEVEL overrides log.level, and a wrong one is a config error (78), not a crash', async () => {
+    const file = writeConfig(tmp.dir, { device: { id: 'x' }, log: { level: 'warn' } }, 'level.yaml');
+    expect(loadConfig(file, {}).log.level).toBe('warn');
+    expect(loadConfig(file, { LOG_LEVEL: 'debug' }).log.level).toBe('debug');
+    const db = `${tmp.dir}/level.db`;
+    const run = writeConfig(tmp.dir, { database: { path: db } }, 'level-run.yaml');
+    const r = await runCli(['run', '--config', run], { LOG_LEVEL: 'verbose' });
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/LOG_LEVEL \(environment\): expected one of .*debug.* \(got "verbose"\)/);
+    expect(r.stderr).not.toMatch(/    at /); // a message, not a stack trace
+    const { existsSync } = await import('node:fs');
+    expect(existsSync(db)).toBe(false);
+  });
 });

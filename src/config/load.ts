@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, crossFieldProblems, type Config } from './schema.js';
+import { configSchema, crossFieldProblems, LOG_LEVELS, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/default.yaml';
 /** sysexits.h EX_CONFIG: the configuration is wrong; restarting will not help. */
@@ -75,8 +75,20 @@ export function parseConfig(input: unknown, file = '(inline)'): Config {
   return result.data;
 }
 
-/** Reads, parses and validates a YAML config file. Throws ConfigError on any problem. */
-export function loadConfig(file: string): Config {
+/** Reads, parses and validates a YAML config file, then applies LOG_LEVEL from the environment. Throws ConfigError on any problem. */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const config = loadConfigFile(file);
+  const level = env.LOG_LEVEL;
+  if (level) {
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+      throw new ConfigError(file, [{ path: 'LOG_LEVEL (environment)', message: `expected one of ${LOG_LEVELS.join('|')} (got ${JSON.stringify(level)})` }]);
+    }
+    config.log.level = level as Config['log']['level'];
+  }
+  return config;
+}
+
+function loadConfigFile(file: string): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import cron from 'node-cron';
 import { parseDuration, parseSize } from '../util/duration.js';
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 // Every object is strict: an unknown key is "either a typo or an option that does not exist"
 // (Telegraf) and is reported rather than ignored.
 
@@ -215,7 +217,7 @@ export const configSchema = z
     sensors: z.array(sensorSchema).prefault(defaultSensors as never),
     log: z
       .strictObject({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        level: z.enum(LOG_LEVELS).default('info'),
       })
       .prefault({}),
   });

@@ -4,13 +4,13 @@ export type { Logger };
 
 /**
  * One root logger per process, JSON lines to stdout (journald takes them as they are).
- * Modules get children: `log.child({ module: 'sync' })`. LOG_LEVEL overrides the config level.
+ * Modules get children: `log.child({ module: 'sync' })`. The level comes validated from the config
+ * (where LOG_LEVEL from the environment has already overridden it).
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  const lvl = (process.env.LOG_LEVEL || level) as LevelWithSilent;
   return pino(
     {
-      level: lvl,
+      level: level as LevelWithSilent,
       base: { pid: process.pid },
       // never let a secret reach a log line, even if an object carrying one is logged
       redact: { paths: ['password', '*.password', 'mqtt.password', 'options.password'], censor: '[redacted]' },
