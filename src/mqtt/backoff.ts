@@ -1,6 +1,8 @@
 /**
- * Exponential backoff with jitter: attempt n waits a random time between initialMs and
- * min(maxMs, initialMs * 2^n). Randomness spreads a fleet's reconnects after a broker outage.
+ * Exponential backoff with full jitter: try n (from 0) waits a random time, uniform between
+ * initialMs and a cap that doubles per try, min(maxMs, initialMs * 2^(n+1)). Every delay is random,
+ * the first included, so a fleet that lost its broker at the same moment does not come back in
+ * step; none is shorter than initialMs, none longer than maxMs.
  */
 export class Backoff {
   private attempt = 0;
@@ -15,11 +17,21 @@ export class Backoff {
     return this.attempt;
   }
 
+  /** The upper bound of the next delay. */
+  cap(): number {
+    return Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.attempt + 1, 40));
+  }
+
   /** The delay before the next try; counts one more attempt. */
   next(): number {
-    const cap = Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.attempt, 40));
+    const cap = this.cap();
     this.attempt++;
     return Math.round(this.initialMs + this.random() * (cap - this.initialMs));
+  }
+
+  /** A first quick retry after a working connection was lost: random in [0, initialMs]. */
+  first(): number {
+    return Math.round(this.random() * this.initialMs);
   }
 
   reset(): void {

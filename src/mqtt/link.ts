@@ -278,8 +278,9 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   private scheduleReconnect(immediateFirst: boolean): void {
     if (this._state === 'stopped' || this._state === 'paused') return;
     this._state = 'waiting';
-    // after losing a working connection, try once at once: most drops are brief
-    const delay = immediateFirst ? 0 : this.backoff.next();
+    // after losing a working connection, try again soon (most drops are brief), but not at once:
+    // a broker that dropped every device at the same moment should not get them all back in step
+    const delay = immediateFirst ? this.backoff.first() : this.backoff.next();
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       if (this._state === 'waiting') this.connectOnce();
