@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
 import { FleetWatcher } from '../src/status/watcher.js';
@@ -47,6 +47,8 @@ describe('CLI without a running daemon', () => {
     const r1 = await runCli(['record', ...c.args, '--amount', '12.5', '--description', 'coffee']);
     expect(r1.code).toBe(0);
     expect(r1.stdout).toMatch(/recorded seq 1/);
+    // the first writer creates the database, as the daemon would, and says so
+    expect(r1.stderr).toMatch(/created a new database at .*rec\.db/);
     const st1 = await runCli(['status', ...c.args, '--json']);
     expect(st1.stderr).toBe('');
     const s1 = JSON.parse(st1.stdout);
@@ -77,7 +79,14 @@ describe('CLI without a running daemon', () => {
     expect(s.code).toBe(66);
     expect(s.stderr).toMatch(/no database at .*missing\.db/);
     expect((await runCli(['log', ...c.args])).code).toBe(66);
+    // changing stored state needs a database to change: a mistyped --config makes nothing new
+    for (const cmd of [['requeue', '--all', '--stored'], ['offline', '--stored'], ['online', '--stored']]) {
+      const r = await runCli([...cmd, ...c.args]);
+      expect(r.code).toBe(66);
+      expect(r.stderr).toMatch(/no database at .*missing\.db/);
+    }
     expect(existsSync(c.db)).toBe(false);
+    expect(existsSync(dirname(c.db)) && readdirSync(dirname(c.db)).some((f) => f.startsWith('missing.db'))).toBe(false);
 
     const foreign = config('foreign');
     const f = new Database(foreign.db);

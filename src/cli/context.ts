@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { configPath, loadConfig, ConfigError } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { resolveSecrets, type LinkSecrets } from '../config/secrets.js';
@@ -31,15 +32,23 @@ export function cliSecrets(config: Config, flag: unknown): LinkSecrets {
   }
 }
 
-/** Opens the daemon's database for a CLI command. Read-only commands never create or migrate anything. */
-export function cliStore(config: Config, mode: 'read' | 'write'): Store {
+/**
+ * Opens the daemon's database for a CLI command. Read-only commands never create or migrate
+ * anything; 'change' (requeue, offline/online --stored) needs the database to exist; only 'record'
+ * may create it, as the daemon would on its first start (its reading then waits there for the daemon).
+ */
+export function cliStore(config: Config, mode: 'read' | 'change' | 'record'): Store {
+  const path = config.database.path;
+  const existed = mode !== 'record' || existsSync(path);
   try {
-    return new Store(config.database.path, {
+    const store = new Store(path, {
       readonly: mode === 'read',
-      create: mode === 'write',
+      create: mode === 'record',
       synchronous: config.database.synchronous,
       busyTimeoutMs: config.database.busyTimeoutMs,
     });
+    if (!existed) process.stderr.write(`edge-sensor: created a new database at ${path} (no daemon has used it yet; the daemon syncs it once it runs with this config)\n`);
+    return store;
   } catch (err) {
     if (err instanceof StoreOpenError) {
       const code = err.kind === 'missing' ? EXIT.NOINPUT : err.kind === 'foreign' || err.kind === 'newer-schema' ? EXIT.DATA : EXIT.CANTCREAT;

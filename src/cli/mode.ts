@@ -11,7 +11,7 @@ function modeCommand(online: boolean): Command {
     async run(values) {
       const config = cliConfig(values.config);
       if (values.stored && !(await pingDaemon(config))) {
-        const store = cliStore(config, 'write');
+        const store = cliStore(config, 'change');
         store.setConfig('mode', online ? 'online' : 'offline');
         store.logEvent(online ? 'went_online' : 'went_offline', { by: 'operator', stored: true });
         store.close();

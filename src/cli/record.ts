@@ -24,7 +24,7 @@ export const recordCommand: Command = {
     if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(sensor)) throw new CliError(`--sensor expects 1-64 characters of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(sensor)}`, EXIT.USAGE);
     const config = cliConfig(values.config);
     // a second writer beside the daemon is safe: seq is taken inside the write transaction
-    const store = cliStore(config, 'write');
+    const store = cliStore(config, 'record');
     try {
       const now = Date.now();
       const r = store.append(

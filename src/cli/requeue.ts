@@ -13,7 +13,7 @@ export const requeueCommand: Command = {
     const config = cliConfig(values.config);
     let requeued: number;
     if (values.stored && !(await pingDaemon(config))) {
-      const store = cliStore(config, 'write');
+      const store = cliStore(config, 'change');
       requeued = store.requeue(values.all ? undefined : ids);
       if (requeued > 0) store.logEvent('rows_requeued', { rows: requeued, stored: true });
       store.close();
