@@ -54,6 +54,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
   control?: ControlServer;
   private retentionTimer?: NodeJS.Timeout;
   private guardTimer?: NodeJS.Timeout;
+  private modeChange: Promise<void> = Promise.resolve();
   /** readings lost while the loss could not be written down (disk full): persisted when possible */
   private unsavedLost = 0;
   private damagedReported = false;
@@ -416,8 +417,18 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
     };
   }
 
-  /** Offline by choice: stop syncing and disconnect; sampling goes on. Survives a restart. */
-  async setOnline(online: boolean): Promise<void> {
+  /**
+   * Offline by choice: stop syncing and disconnect; sampling goes on. Survives a restart.
+   * Changes run one after the other: an `online` that arrived while an `offline` was still
+   * draining would otherwise be undone by that offline's late disconnect.
+   */
+  setOnline(online: boolean): Promise<void> {
+    const next = this.modeChange.then(() => this.applyMode(online));
+    this.modeChange = next.catch(() => {});
+    return next;
+  }
+
+  private async applyMode(online: boolean): Promise<void> {
     if (!this.store || !this.link || !this.sync) throw new Error('daemon not started');
     this.store.setConfig(MODE_KEY, online ? 'online' : 'offline');
     if (online === !this.offlineByChoice) return;

@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
 import { FleetWatcher } from '../src/status/watcher.js';
 import { Mosquitto } from './helpers/mosquitto.js';
+import { Ledger } from './helpers/subscriber.js';
 import { makeTmp } from './helpers/tmp.js';
 import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
 import { runCli, sleep, spawnCli, waitFor, type Spawned } from './helpers/process.js';
@@ -169,6 +170,56 @@ describe('CLI beside a running daemon', () => {
     expect(log).toMatch(/went_offline/);
     expect(log).toMatch(/went_online/);
     await stopDaemon(d);
+  });
+
+  it('offline-by-choice on the (retained) status topic; online syncs at once, not at the next idle look', async () => {
+    // an idle interval of an hour: rows that reach the broker soon after `online` were sent because of it
+    const c = config('choice', mosq.url, { sync: { batchSize: 50, maxInFlight: 2, intervalMs: 3_600_000, publishTimeoutMs: 2000, shutdownTimeoutMs: 1000 } });
+    const ledger = await Ledger.start(mosq.url, 'cli/choice/readings', { statusFilter: 'cli/choice/status' });
+    const d = await startDaemon(c.args);
+    await waitFor(() => ledger.statuses.some((m) => m.state === 'online'), 10_000, 'online status');
+    const off = await runCli(['offline', ...c.args]);
+    expect(off.code).toBe(0);
+    await waitFor(() => ledger.statuses.some((m) => m.mode === 'offline-by-choice' && m.state === 'offline'), 5000, 'offline-by-choice status');
+    // and it is what a subscriber that comes later is given (retained)
+    const late = await Ledger.start(mosq.url, 'cli/none', { statusFilter: 'cli/choice/status', clientId: 'late-choice' });
+    await waitFor(() => late.statuses.length > 0, 3000, 'retained status');
+    expect(late.statuses[0]).toMatchObject({ state: 'offline', mode: 'offline-by-choice', reason: 'offline by choice', _retain: true });
+    await late.stop();
+    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 0') >= 30, 10_000, 'backlog while offline');
+    const on = await runCli(['online', ...c.args]);
+    expect(on.code).toBe(0);
+    // the backlog goes out at once, long before the hour-long idle interval
+    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 0') <= 10, 5000, 'backlog sent after online');
+    const st = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout);
+    expect(st).toMatchObject({ mode: 'online', daemon: { running: true, link: 'online' } });
+    expect(q(c.db, "SELECT value FROM config WHERE key = 'mode'") as unknown).toBe('online');
+    await stopDaemon(d);
+    await ledger.stop();
+  });
+
+  it('online while an offline is still draining: the later command wins, the daemon does not end up paused', async () => {
+    let hold = false;
+    const broker = await new EmbeddedBroker().listen();
+    broker.onPublish = (_c, p) => (hold && p.topic.endsWith('/readings') ? 'hold' : 'ack');
+    const c = config('race', broker.url, { sync: { batchSize: 50, maxInFlight: 2, intervalMs: 200, publishTimeoutMs: 20_000, shutdownTimeoutMs: 3000 } });
+    const d = await startDaemon(c.args);
+    await waitFor(() => synced(c.db) > 0, 10_000, 'first rows synced');
+    hold = true; // the next batch waits for its PUBACK, so `offline` drains for up to 3 s
+    await waitFor(() => broker.held.length > 0, 5000, 'a batch in flight');
+    const offline = runCli(['offline', ...c.args]);
+    await sleep(1200); // offline is waiting for that PUBACK now
+    hold = false;
+    const on = await runCli(['online', ...c.args]);
+    expect(on.code).toBe(0);
+    expect((await offline).code).toBe(0);
+    // both answered; the later choice holds: connected again and syncing
+    const before = synced(c.db);
+    await waitFor(() => synced(c.db) > before, 10_000, 'syncing again after the later online');
+    const st = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout);
+    expect(st).toMatchObject({ mode: 'online', daemon: { running: true, link: 'online' } });
+    await stopDaemon(d);
+    await broker.close();
   });
 
   it('sync runs a cycle at once, skipping the idle wait, and reports what was acknowledged', async () => {
