@@ -317,7 +317,19 @@ describe('CLI beside a running daemon', () => {
     expect(out).toMatch(/ONLINE: reconnected/);
     expect(out).toMatch(/\[broker\] received \d+ readings? from demo .*"coffee" 42.5/);
     expect(out).toMatch(/went_offline/);
-    expect(out).toMatch(/stopping:/);
+    expect(out).toMatch(/stopping the demo daemon/);
+    expect(out).toMatch(/temporary database removed/);
+  });
+
+  it('demo: Ctrl-C quits like q (clean stop, temporary folder removed)', async () => {
+    const d = spawnCli(['demo']);
+    await waitFor(() => /database\s+(\S+)demo\.db/.test(d.stdout()) && /choice> $/.test(d.stdout()), 20_000, 'demo menu');
+    const dir = dirname(/database\s+(\S+demo\.db)/.exec(d.stdout())![1]);
+    expect(existsSync(dir)).toBe(true);
+    d.child.kill('SIGINT');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
+    expect(d.stdout()).toMatch(/stopping the demo daemon/);
+    expect(existsSync(dir)).toBe(false);
   });
 });
 

@@ -32,6 +32,16 @@ function lineReader() {
     closed = true;
     for (const w of waiting.splice(0)) w(undefined);
   });
+  // Ctrl-C (or SIGTERM) quits like 'q': the daemon stops cleanly and the temporary folder goes;
+  // a second one exits at once
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) process.exit(130);
+    process.stdout.write('\n');
+    rl.close();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   return {
     next(prompt: string): Promise<string | undefined> {
       process.stdout.write(prompt);
@@ -44,7 +54,11 @@ function lineReader() {
       if (closed) return Promise.resolve(echo(undefined));
       return new Promise((resolve) => waiting.push((l) => resolve(echo(l))));
     },
-    close: () => rl.close(),
+    close: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      rl.close();
+    },
   };
 }
 
@@ -162,12 +176,16 @@ export const demoCommand: Command = {
       }
     }
     input.close();
-    process.stdout.write(`stopping: ${pending()} readings still pending stay in the database for the next start\n`);
+    const left = pending();
+    process.stdout.write('stopping the demo daemon\n');
     sub.end(true);
     await daemon.stop('demo finished');
     await broker?.close();
-    if (values.keep) process.stdout.write(`database kept at ${config.database.path}\n`);
-    else rmSync(dir, { recursive: true, force: true });
+    if (values.keep) process.stdout.write(`database kept at ${config.database.path} (${left} readings still pending in it)\n`);
+    else {
+      rmSync(dir, { recursive: true, force: true });
+      process.stdout.write(`temporary database removed${left ? ` with its ${left} pending readings` : ''} (--keep keeps it)\n`);
+    }
     return EXIT.OK;
   },
 };
