@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Store } from '../src/store/store.js';
@@ -169,8 +169,12 @@ describe('store', () => {
     new Store(newer).close();
     const d = new Database(newer);
     d.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    d.pragma('journal_mode = DELETE'); // a future version may not use WAL: not even that is changed
     d.close();
+    const bytes = readFileSync(newer);
     expect(() => new Store(newer)).toThrow(expect.objectContaining({ kind: 'newer-schema' }));
+    expect(readFileSync(newer).equals(bytes)).toBe(true);
+    expect(existsSync(`${newer}-wal`)).toBe(false);
   });
 
   it('reports a missing database when asked not to create one, and an unusable path clearly', () => {

@@ -97,6 +97,8 @@ export function openDatabase(path: string, opts: OpenOptions = {}): SqliteDb {
   }
   try {
     checkOwnership(db, path, readonly);
+    // before anything is written (WAL mode changes the file header): a newer schema is refused untouched
+    refuseNewer(db, path);
     if (!readonly) {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
@@ -131,7 +133,7 @@ function checkOwnership(db: SqliteDb, path: string, readonly: boolean): void {
   }
 }
 
-function migrate(db: SqliteDb, path: string, readonly: boolean): void {
+function refuseNewer(db: SqliteDb, path: string): void {
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version > SCHEMA_VERSION) {
     throw new StoreOpenError(
@@ -140,6 +142,10 @@ function migrate(db: SqliteDb, path: string, readonly: boolean): void {
       `${path} has schema version ${version}, newer than this edge-sensor understands (${SCHEMA_VERSION}); upgrade edge-sensor instead of opening it with an older one`,
     );
   }
+}
+
+function migrate(db: SqliteDb, path: string, readonly: boolean): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
   if (version < SCHEMA_VERSION) {
     if (readonly) throw new StoreOpenError('newer-schema', path, `${path} has schema version ${version}; start the daemon once to migrate it`);
     const migrate = db.transaction(() => {
