@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeSync, existsSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { Store } from '../src/store/store.js';
 import { DiskGuard } from '../src/store/disk-guard.js';
@@ -12,7 +13,7 @@ import { Ledger } from './helpers/subscriber.js';
 import { fill } from './helpers/stack.js';
 import { makeTmp } from './helpers/tmp.js';
 import { daemonConfig } from './helpers/daemon-config.js';
-import { runCli, sleep, spawnCli, waitFor } from './helpers/process.js';
+import { CLI, runCli, sleep, spawnCli, waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
 afterAll(tmp.cleanup);
@@ -194,6 +195,13 @@ describe('clock without a real-time clock', () => {
   // one exists too, and the arm64 one is in qemu's sysroot, which qemu 7.2 maps for open() but not stat()
   const multiarch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
   const libfaketime = [`/usr/lib/${multiarch}/faketime/libfaketime.so.1`].find((p) => canOpen(p));
+
+  it('the floor is the build time of this copy (dist/build-info.json, written by npm run build)', async () => {
+    const built = JSON.parse(readFileSync(join(dirname(CLI), '..', 'build-info.json'), 'utf8')) as { builtAt: string };
+    const { CLOCK_FLOOR_MS } = (await import(pathToFileURL(join(dirname(CLI), '..', 'version.js')).href)) as { CLOCK_FLOOR_MS: number };
+    expect(Date.parse(built.builtAt)).toBeGreaterThan(Date.now() - 24 * 3600_000 * 365);
+    expect(CLOCK_FLOOR_MS).toBe(Math.max(Date.parse(built.builtAt), Date.parse('2026-11-01T00:00:00Z')));
+  });
 
   it.skipIf(!libfaketime)('flags readings taken while the clock is in the past; seq keeps the order', async () => {
     const c = config('clock', { sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *' }] });
