@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, parseConfig } from '../src/config/load.js';
 import { resolveSecrets } from '../src/config/secrets.js';
 import { describeConnectError } from '../src/mqtt/connect-errors.js';
 import { makeCerts, type TestCerts } from './helpers/certs.js';
-import { makeTmp } from './helpers/tmp.js';
+import { makeTmp, writeConfig } from './helpers/tmp.js';
+import { spawnCli, waitFor } from './helpers/process.js';
 
 const tmp = makeTmp('es-sec-');
 let certs: TestCerts;
@@ -112,5 +113,30 @@ describe('connection errors an operator can act on', () => {
     const e = Object.assign(new Error('80:error:0A000412:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate:../deps/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 42\n'), { code: 'ERR_SSL_SOMETHING_NEW' });
     expect(describeConnectError(e, 5)).toBe('TLS: sslv3 alert bad certificate [ERR_SSL_SOMETHING_NEW]');
     expect(describeConnectError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), 5)).toBe('ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:1');
+  });
+});
+
+describe('a password from the environment', () => {
+  it('is taken out of the environment once read: programs the daemon starts do not inherit it', async () => {
+    // a stand-in systemd-notify that writes down the environment it was given
+    const bin = join(tmp.dir, 'bin');
+    mkdirSync(bin, { recursive: true });
+    const dump = join(tmp.dir, 'notify-env.txt');
+    writeFileSync(join(bin, 'systemd-notify'), `#!/bin/sh\nenv > ${dump}\n`);
+    chmodSync(join(bin, 'systemd-notify'), 0o755);
+    const file = writeConfig(tmp.dir, {
+      device: { id: 'pwenv' },
+      database: { path: join(tmp.dir, 'pwenv.db') },
+      mqtt: { url: 'mqtt://127.0.0.1:1', username: 'dev', passwordEnv: 'EDGE_TEST_PW' },
+      sensors: [],
+    }, 'pwenv.yaml');
+    chmodSync(file, 0o600);
+    const d = spawnCli(['run', '--config', file], { EDGE_TEST_PW: 'hunter2-secret', NOTIFY_SOCKET: join(tmp.dir, 'none.sock'), PATH: `${bin}:${process.env.PATH}` });
+    await waitFor(() => existsSync(dump) && readFileSync(dump, 'utf8').includes('NOTIFY_SOCKET'), 10_000, 'systemd-notify started');
+    d.child.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    const env = readFileSync(dump, 'utf8');
+    expect(env).not.toMatch(/EDGE_TEST_PW|hunter2-secret/);
+    expect(d.stdout() + d.stderr()).not.toMatch(/hunter2-secret/);
   });
 });

@@ -39,6 +39,8 @@ export const runCommand: Command = {
       throw err;
     }
     for (const w of secrets.warnings) log.warn({ module: 'config', ...w.fields }, w.msg);
+    // read once, then out of the environment: programs the daemon starts (systemd-notify) inherit it
+    if (config.mqtt.passwordEnv !== undefined) delete process.env[config.mqtt.passwordEnv];
 
     let daemon = new Daemon(config, log, { link: secrets.link });
     const notifier = new SystemdNotifier(log.child({ module: 'systemd' }));
