@@ -10,6 +10,7 @@ async function brokerScenario(sc: Scenario, fault: (run: FaultRun) => Promise<vo
       await run.startDaemon();
       for (let f = 0; f < PLAN.faultsPerRun; f++) {
         await sleep(sc.rng.between(50, 1000));
+        await run.inDrain();
         const connects = run.daemon.connects();
         await fault(run);
         // a freeze shorter than the time a batch waits for its PUBACK may pass without a reconnect

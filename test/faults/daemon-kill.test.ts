@@ -10,6 +10,7 @@ describe('fault: the daemon is killed', () => {
         await run.startDaemon();
         for (let f = 0; f < p.faultsPerRun; f++) {
           await sleep(sc.rng.between(50, 1000));
+          await run.inDrain();
           run.markFault('kill -9');
           await run.daemon.kill9();
           await run.startDaemon();

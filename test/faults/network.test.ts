@@ -17,6 +17,7 @@ describe('fault: the network between daemon and broker fails', () => {
           await sleep(sc.rng.between(50, 800));
           const mode = sc.rng.chance(0.5) ? 'hold' : 'drop';
           const ms = run.publishTimeoutMs * sc.rng.between(0.3, 3);
+          await run.inDrain();
           run.markFault(`partition-${mode}-${Math.round(ms)}ms`);
           proxy.pause(mode);
           await sleep(ms);
@@ -38,6 +39,7 @@ describe('fault: the network between daemon and broker fails', () => {
           await sleep(sc.rng.between(50, 1000));
           const connects = run.daemon.connects();
           const refuseMs = sc.rng.chance(0.5) ? sc.rng.between(0, 1500) : 0;
+          await run.inDrain();
           run.markFault(refuseMs ? `cut+refuse-${Math.round(refuseMs)}ms` : 'cut');
           proxy.refuse(refuseMs > 0);
           proxy.cut();
@@ -64,6 +66,7 @@ describe('fault: the network between daemon and broker fails', () => {
         for (let f = 0; f < PLAN.faultsPerRun; f++) {
           await sleep(sc.rng.between(300, 1500));
           const spike = run.publishTimeoutMs * sc.rng.between(0.5, 2.5);
+          await run.inDrain();
           run.markFault(`delay-${Math.round(spike)}ms`);
           proxy.delayMs = spike;
           await sleep(sc.rng.between(500, 2500));

@@ -42,7 +42,7 @@ class PowerCuts {
     const after = this.image(++this.generation);
     copyImage(before, after);
     // what had been committed, read after the copy (the page cache still holds all of it)
-    run.reader.poll();
+    run.reader.pollAll();
     run.reader.close();
     unmount(this.mnt);
     rmSync(before);

@@ -11,6 +11,7 @@ describe('fault: the daemon is stopped', () => {
         await run.startDaemon();
         for (let f = 0; f < p.faultsPerRun; f++) {
           await sleep(sc.rng.between(50, 1000));
+          await run.inDrain();
           run.markFault('SIGTERM');
           const t = await run.daemon.term();
           slowest = Math.max(slowest, t.ms);

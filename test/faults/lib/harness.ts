@@ -1,4 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { expect, inject } from 'vitest';
@@ -191,6 +193,7 @@ export class DaemonProc {
  * Together with the final database this is the ledger of what the daemon had committed.
  */
 export class CommitReader {
+  static readonly CHUNK = 20_000;
   readonly seen = new Map<string, number>();
   private db?: Database.Database;
   private cursor = 0;
@@ -202,11 +205,20 @@ export class CommitReader {
     this.timer ??= setInterval(() => this.poll(), intervalMs);
   }
 
-  /** Reads the rows committed since the last poll; 0 while the database does not exist yet. */
+  /** Everything committed so far. */
+  pollAll(): void {
+    while (this.poll() === CommitReader.CHUNK);
+  }
+
+  /**
+   * Reads the rows committed since the last poll, at most CHUNK at a time (this process also runs
+   * the fault proxy: a read of a whole new backlog at once would stall the daemon's link); 0 while
+   * the database does not exist yet.
+   */
   poll(): number {
     try {
       this.db ??= new Database(this.path, { readonly: true, fileMustExist: true });
-      const rows = this.db.prepare('SELECT rowid, id FROM transactions WHERE rowid > ? ORDER BY rowid').raw().all(this.cursor) as Array<[number, string]>;
+      const rows = this.db.prepare('SELECT rowid, id FROM transactions WHERE rowid > ? ORDER BY rowid LIMIT ?').raw().all(this.cursor, CommitReader.CHUNK) as Array<[number, string]>;
       for (const [seq, id] of rows) this.seen.set(id, seq);
       if (rows.length > 0) this.cursor = rows[rows.length - 1][0];
       return rows.length;
@@ -217,7 +229,7 @@ export class CommitReader {
 
   /** The seq of the pending row after the oldest n (the newest seq + 1 when there are fewer). */
   horizon(n: number): number {
-    this.poll();
+    this.pollAll();
     const next = this.db?.prepare('SELECT seq FROM transactions WHERE synced = 0 AND parked_at IS NULL ORDER BY seq LIMIT 1 OFFSET ?').pluck().get(n) as number | undefined;
     return next ?? this.cursor + 1;
   }
@@ -258,6 +270,8 @@ export interface RunOptions {
   batchSize?: number;
   maxInFlight?: number;
   publishTimeoutMs?: number;
+  /** readings added by inDrain() when the backlog has run low */
+  refill?: number;
 }
 
 export interface FaultMark {
@@ -267,6 +281,8 @@ export interface FaultMark {
   resentBefore: number;
   /** rows pending then */
   pending: number;
+  /** readings batches awaiting their PUBACK on the wire then */
+  inFlight: number;
   /** messages the subscriber had received by then */
   messages: number;
 }
@@ -289,7 +305,7 @@ export interface RunOutcome {
    * connections the daemon lost meanwhile (a fault can cost more than one: the late CONNECT of an
    * abandoned attempt takes the session over from the connection that replaced it)
    */
-  perFault: Array<{ kind: string; resent: number; pending: number; losses: number }>;
+  perFault: Array<{ kind: string; resent: number; pending: number; inFlight: number; losses: number }>;
   integrity: string;
   failures: string[];
   finalRows: number;
@@ -321,6 +337,8 @@ export class FaultRun {
   readonly batchSize: number;
   readonly maxInFlight: number;
   readonly publishTimeoutMs: number;
+  /** readings written by addBacklog during the run */
+  backlogAdded = 0;
   private readonly tmp = makeTmp('esf-');
 
   private constructor(readonly o: RunOptions) {
@@ -402,10 +420,30 @@ export class FaultRun {
     this.reader.start();
   }
 
+  /**
+   * Makes the moment a fault may come: a drain is under way (a large backlog pending: topped up by
+   * a second writer when the daemon has caught up) and a batch is awaiting its PUBACK. Without
+   * it, most faults after the first came when the backlog was gone and nothing was in flight.
+   */
+  async inDrain(timeoutMs = 30_000): Promise<void> {
+    if (this.reader.pending() < this.bound * 10) await this.addBacklog(this.o.refill ?? 100_000);
+    // only the wire tap while waiting: this process also forwards the daemon's bytes (the proxy),
+    // and a busy poll of the database here would delay them into publish timeouts of its own
+    await until(() => this.tap.inFlightNow() > 0, timeoutMs, 'a batch in flight', 5);
+  }
+
+  /** Appends n pending readings beside the running daemon (a worker thread: nothing here blocks). */
+  async addBacklog(n: number): Promise<void> {
+    const w = new Worker(new URL('./backlog-writer.mjs', import.meta.url), { workerData: { path: this.dbPath, n } });
+    const [code] = (await once(w, 'exit')) as [number];
+    if (code !== 0) throw new Error(`backlog writer exited ${code}`);
+    this.backlogAdded += n;
+  }
+
   /** Notes the moment of a fault: the subscriber's resends after it are charged to it. */
   markFault(kind: string): void {
     const pending = this.reader.pending();
-    this.faults.push({ kind, pending, resentBefore: this.ledger.resent, messages: this.ledger.seqs.length, at: Date.now() });
+    this.faults.push({ kind, pending, inFlight: this.tap.inFlightNow(), resentBefore: this.ledger.resent, messages: this.ledger.seqs.length, at: Date.now() });
   }
 
   /**
@@ -473,7 +511,7 @@ export class FaultRun {
     }
     const t = await this.daemon.term();
     if (t.code !== 0) failures.push(`drain daemon SIGTERM: exit ${t.code ?? t.signal}`);
-    this.reader.poll();
+    this.reader.pollAll();
     this.reader.close();
 
     const final = readDatabase(this.dbPath);
@@ -510,7 +548,7 @@ export class FaultRun {
       const until = this.faults[i + 1]?.at ?? Infinity;
       // a daemon killed or stopped loses its connection without a warning line: that is one loss
       const losses = Math.max(1, lossTimes.filter((t) => t >= f.at && t < until).length);
-      return { kind: f.kind, resent: marks[i + 1] - marks[i], pending: f.pending, losses };
+      return { kind: f.kind, resent: marks[i + 1] - marks[i], pending: f.pending, inFlight: f.inFlight, losses };
     });
     if (this.faults.length > 0 && this.faults[0].resentBefore > 0) failures.push(`${this.faults[0].resentBefore} readings resent before any fault`);
     const outcome: RunOutcome = {
@@ -610,6 +648,7 @@ export class Scenario {
       resent: 0,
       redelivered: 0,
       faultsWithResend: 0,
+      faultsInFlight: 0,
       connectionLosses: 0,
       maxResentPerFault: 0,
       maxResentLosses: 1,
@@ -638,6 +677,7 @@ export class Scenario {
     for (const f of o.perFault) {
       if (f.kind !== 'final-stop') {
         if (f.resent > 0) r.faultsWithResend++;
+        if (f.inFlight > 0) r.faultsInFlight++;
         r.connectionLosses += f.losses;
       }
       // the fault that came closest to its bound (what was in flight at each connection it cost)
@@ -659,7 +699,7 @@ export class Scenario {
     }
     console.log(
       `[${r.scenario}] run ${runNo}: ${o.readings} readings, ${o.faults} faults, lost ${o.lost}, lost after PUBACK ${o.lostAfterAck}, vanished ${o.vanished}, unexpected ${o.unexpected}, ` +
-        `resent ${o.resent} (per fault, resent/pending then/connections lost: ${o.perFault.map((f) => `${f.kind}:${f.resent}/${f.pending}/${f.losses}`).join(' ')}), redelivered ${o.redelivered}, integrity ${o.integrity}` +
+        `resent ${o.resent} (per fault, resent/pending then/batches in flight then/connections lost: ${o.perFault.map((f) => `${f.kind}:${f.resent}/${f.pending}/${f.inFlight}/${f.losses}`).join(' ')}), redelivered ${o.redelivered}, integrity ${o.integrity}` +
         (o.failures.length ? `; FAILURES: ${o.failures.join('; ')}` : ''),
     );
     if (bad) this.saveLogs(run, runNo);

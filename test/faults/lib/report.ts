@@ -26,6 +26,8 @@ export interface ScenarioResult {
   /** extra copies the broker redelivered to the subscriber (same batch twice) */
   redelivered: number;
   faultsWithResend: number;
+  /** faults that came while readings batches awaited their PUBACK on the wire */
+  faultsInFlight: number;
   /** connections the daemon lost because of the faults (a daemon stopped or killed counts one) */
   connectionLosses: number;
   /** the resends after the fault that came closest to its bound, and the connections it cost */
@@ -76,7 +78,7 @@ const n = (v: number) => v.toLocaleString('en-US');
 
 /** The suite's table as markdown (the README carries it). */
 export function markdownTable(rs: ScenarioResult[]): string {
-  const head = ['scenario', 'runs', 'faults', 'readings', 'lost', 'lost by the broker after its PUBACK', 'vanished', 'duplicates (resent + redelivered)', 'connections lost', 'max resent after one fault (in flight × connections it cost)', 'faults that caused resends', 'integrity'];
+  const head = ['scenario', 'runs', 'faults', 'readings', 'lost', 'lost by the broker after its PUBACK', 'vanished', 'duplicates (resent + redelivered)', 'connections lost', 'max resent after one fault (in flight × connections it cost)', 'faults with batches in flight', 'faults that caused resends', 'integrity'];
   const lines = [`| ${head.join(' | ')} |`, `| ${head.map((h, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`];
   for (const r of rs) {
     if (r.skipped) {
@@ -84,7 +86,7 @@ export function markdownTable(rs: ScenarioResult[]): string {
       continue;
     }
     lines.push(
-      `| ${r.scenario} | ${r.runs} | ${r.faults} | ${n(r.readings)} | ${n(r.lost)} | ${n(r.lostAfterAck)} | ${n(r.vanished)} | ${n(r.duplicates)} (${n(r.resent)} + ${n(r.redelivered)}) | ${r.connectionLosses} | ${n(r.maxResentPerFault)} (${n(r.boundPerFault)} × ${r.maxResentLosses}) | ${r.faultsWithResend} | ${r.integrity} |`,
+      `| ${r.scenario} | ${r.runs} | ${r.faults} | ${n(r.readings)} | ${n(r.lost)} | ${n(r.lostAfterAck)} | ${n(r.vanished)} | ${n(r.duplicates)} (${n(r.resent)} + ${n(r.redelivered)}) | ${r.connectionLosses} | ${n(r.maxResentPerFault)} (${n(r.boundPerFault)} × ${r.maxResentLosses}) | ${r.faultsInFlight ?? '?'} | ${r.faultsWithResend} | ${r.integrity} |`,
     );
   }
   return lines.join('\n');
@@ -92,11 +94,11 @@ export function markdownTable(rs: ScenarioResult[]): string {
 
 /** Plain text for the terminal. */
 export function textTable(rs: ScenarioResult[]): string {
-  const head = ['scenario', 'runs', 'faults', 'readings', 'lost', 'brokerLost', 'vanished', 'dups', 'resent', 'redeliv', 'conns', 'max/fault', 'bound', 'x', 'hit', 'integrity', 'seed'];
+  const head = ['scenario', 'runs', 'faults', 'readings', 'lost', 'brokerLost', 'vanished', 'dups', 'resent', 'redeliv', 'conns', 'max/fault', 'bound', 'x', 'inflight', 'hit', 'integrity', 'seed'];
   const rows = rs.map((r) =>
     r.skipped
       ? [r.scenario, `skipped: ${r.skipped}`]
-      : [r.scenario, r.runs, r.faults, r.readings, r.lost, r.lostAfterAck, r.vanished, r.duplicates, r.resent, r.redelivered, r.connectionLosses, r.maxResentPerFault, r.boundPerFault, r.maxResentLosses, r.faultsWithResend, r.integrity, r.seed].map(String),
+      : [r.scenario, r.runs, r.faults, r.readings, r.lost, r.lostAfterAck, r.vanished, r.duplicates, r.resent, r.redelivered, r.connectionLosses, r.maxResentPerFault, r.boundPerFault, r.maxResentLosses, r.faultsInFlight ?? '?', r.faultsWithResend, r.integrity, r.seed].map(String),
   );
   const widths = head.map((h, i) => Math.max(h.length, ...rows.filter((r) => r.length > 2).map((r) => String(r[i]).length)));
   const fmt = (cells: string[]) => (cells.length === 2 ? `${cells[0].padEnd(widths[0])}  ${cells[1]}` : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));

@@ -58,6 +58,13 @@ export class WireTap {
     (direction === 'client' ? c.up : c.down).parse(data);
   }
 
+  /** Readings batches published on the newest connection and not acknowledged yet. */
+  inFlightNow(): number {
+    let newest = 0;
+    for (const id of this.connections.keys()) newest = Math.max(newest, id);
+    return this.connections.get(newest)?.inFlight.size ?? 0;
+  }
+
   /** The successful PUBACK of a batch whose seq range holds this seq, if the broker sent one. */
   ackFor(seq: number): AckedBatch | undefined {
     return this.acked.find((a) => a.reasonCode < 0x80 && a.firstSeq <= seq && seq <= a.lastSeq);
