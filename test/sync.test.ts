@@ -253,6 +253,55 @@ describe('sync against an in-process broker that controls PUBACKs', () => {
     }
   });
 
+  it('the link never has more publishes awaiting PUBACK than the Receive Maximum, whoever publishes', async () => {
+    // the sync loop keeps one slot for status; status, drop announcements and readings together
+    // must still fit: a publish beyond the broker's limit waits for a slot instead of going out
+    const broker = await new EmbeddedBroker({ receiveMaximum: 2 }).listen();
+    broker.onPublish = () => 'hold';
+    const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'rmlink' });
+    s.link.start();
+    await waitFor(() => s.link.connected, 5000, 'connected');
+    const outcomes: string[] = [];
+    const all = Array.from({ length: 5 }, (_, i) =>
+      s.link.publish(`t/rmlink/${i < 2 ? 'readings' : 'status'}`, `m${i}`, {}, 10_000).then(
+        () => outcomes.push(`ok ${i}`),
+        (e: Error) => outcomes.push(`err ${i}: ${e.message}`),
+      ),
+    );
+    await waitFor(() => broker.held.length === 2, 3000, 'two on the wire');
+    await sleep(300);
+    expect(broker.clients[0].unacked).toBe(2); // the other three wait in the link, not at the broker
+    expect(s.link.inFlight).toBe(5);
+    // each PUBACK lets exactly one more out, oldest first
+    broker.held.shift()!.release();
+    await waitFor(() => broker.held.length === 2, 3000, 'the third sent');
+    expect(broker.clients[0].unacked).toBe(2);
+    broker.onPublish = () => 'ack';
+    for (const h of broker.held.splice(0)) h.release();
+    await Promise.all(all);
+    expect(outcomes.sort()).toEqual(['ok 0', 'ok 1', 'ok 2', 'ok 3', 'ok 4']);
+    expect(broker.clients[0].maxUnacked).toBe(2);
+    await s.link.stop();
+    s.store.close();
+    await broker.close();
+  });
+
+  it('a publish waiting for a slot times out like one on the wire (unknown), and the link starts over', async () => {
+    const broker = await new EmbeddedBroker({ receiveMaximum: 1 }).listen();
+    broker.onPublish = () => 'hold';
+    const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'rmwait' });
+    s.link.start();
+    await waitFor(() => s.link.connected, 5000, 'connected');
+    const first = s.link.publish('t/rmwait/a', 'a', {}, 5000).catch((e: Error) => e);
+    const second = await s.link.publish('t/rmwait/b', 'b', {}, 300).catch((e: Error) => e);
+    expect(second).toMatchObject({ name: 'PublishUnknownError', why: 'timeout' });
+    expect(await first).toMatchObject({ name: 'PublishUnknownError' }); // connection dropped: unknown too
+    expect(broker.clients[0].maxUnacked).toBe(1);
+    await s.link.stop();
+    s.store.close();
+    await broker.close();
+  });
+
   it('splits batches to stay under the broker Maximum Packet Size', async () => {
     const broker = await new EmbeddedBroker({ maximumPacketSize: 4000, ackDelayMs: 5 }).listen();
     broker.keepLog = true;

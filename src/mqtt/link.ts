@@ -36,6 +36,8 @@ interface Pending {
   resolve: () => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
+  /** handed to mqtt.js (counts against the broker's Receive Maximum), or waiting for a slot */
+  send?: () => void;
 }
 
 type LinkEvents = {
@@ -59,6 +61,10 @@ type LinkEvents = {
 export class MqttLink extends EventEmitter<LinkEvents> {
   private client?: MqttClient;
   private readonly pending = new Map<number, Pending>();
+  /** publishes on the wire awaiting their PUBACK; never more than the broker's Receive Maximum */
+  private onWire = 0;
+  /** ids of publishes waiting for a slot, oldest first */
+  private readonly waitingForSlot: number[] = [];
   private nextId = 0;
   private readonly backoff: Backoff;
   private retryTimer?: NodeJS.Timeout;
@@ -112,7 +118,12 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     }
   }
 
-  /** Publishes one QoS 1 message and resolves when its PUBACK says success. */
+  /**
+   * Publishes one QoS 1 message and resolves when its PUBACK says success. Whoever publishes
+   * (readings, status, drop announcements), no more than the broker's Receive Maximum are on the
+   * wire at once (mqtt.js does not enforce it); a publish beyond it waits for a slot, and its
+   * timeout runs from this call.
+   */
   publish(topic: string, payload: string | Buffer, opts: { retain?: boolean; properties?: Record<string, unknown> }, timeoutMs: number): Promise<void> {
     const client = this.client;
     if (this._state !== 'connected' || !client) {
@@ -126,21 +137,44 @@ export class MqttLink extends EventEmitter<LinkEvents> {
         // behind it (see the class comment on why in-flight messages are not resent by mqtt.js)
         this.teardown(`publish timeout (${timeoutMs} ms)`);
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
       const pubOpts: Record<string, unknown> = { qos: 1, retain: opts.retain ?? false };
       if (opts.properties && this.opts.protocolVersion === 5) pubOpts.properties = opts.properties;
-      client.publish(topic, payload, pubOpts, (err) => {
-        if (!this.pending.has(id)) return;
-        if (!err) return this.settle(id);
-        this.settle(id, classifyPublishError(err, this.client === client && this._state === 'connected'));
-      });
+      const send = () => {
+        this.onWire++;
+        client.publish(topic, payload, pubOpts, (err) => {
+          if (!this.pending.has(id)) return;
+          if (!err) return this.settle(id);
+          this.settle(id, classifyPublishError(err, this.client === client && this._state === 'connected'));
+        });
+      };
+      this.pending.set(id, { resolve, reject, timer, send });
+      if (this.onWire < this.slots()) this.sendNow(id);
+      else this.waitingForSlot.push(id);
     });
+  }
+
+  /** How many publishes may await a PUBACK at once: the broker's Receive Maximum (MQTT 5). */
+  private slots(): number {
+    return this._limits?.receiveMaximum ?? 65535;
+  }
+
+  private sendNow(id: number): void {
+    const p = this.pending.get(id);
+    const send = p?.send;
+    if (!p || !send) return;
+    p.send = undefined; // on the wire now
+    send();
   }
 
   private settle(id: number, err?: Error): void {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
+    if (p.send === undefined) this.onWire--;
+    else this.waitingForSlot.splice(this.waitingForSlot.indexOf(id), 1);
+    // a slot freed: the oldest waiting publish goes out (not once the connection is being dropped:
+    // everything still pending is settled as unknown then)
+    while (this.client && this.onWire < this.slots() && this.waitingForSlot.length > 0) this.sendNow(this.waitingForSlot.shift()!);
     clearTimeout(p.timer);
     if (err) p.reject(err);
     else p.resolve();
