@@ -492,8 +492,10 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
       await this.sampler?.stop();
       clearInterval(this.retentionTimer);
       clearInterval(this.guardTimer);
+      let unsettled = 0;
       if (this.sync) {
         const r = await this.sync.drain(this.config.sync.shutdownTimeoutMs);
+        unsettled = r.inFlight;
         if (!r.settled) this.log.warn({ inFlightBatches: r.inFlight }, 'stopping with batches unacknowledged; their rows stay pending');
         this.sync.stop();
       }
@@ -505,6 +507,11 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
       if (this.store?.db.open) {
         this.persistLost();
         this.saveState();
+        try {
+          this.store.logEvent('stopped', { reason, pending: this.store.countPending(), unacknowledgedBatches: unsettled });
+        } catch {
+          /* a full disk: the log line below says the same */
+        }
         this.store.close();
       }
       this.log.info(

@@ -78,6 +78,9 @@ describe('daemon with a broker', () => {
     expect(q(c.db, 'SELECT count(*) FROM transactions WHERE retry_count = 1')).toBeGreaterThanOrEqual(400);
     const statuses = broker.log.filter((m) => m.topic === 'ds/term/status').map((m) => JSON.parse(m.payload.toString()));
     expect(statuses.at(-1)).toMatchObject({ state: 'offline', reason: 'shutdown' });
+    // and the sync log says how it ended
+    const stopped = JSON.parse(String(q(c.db, "SELECT details FROM sync_log WHERE event_type = 'stopped' ORDER BY id DESC LIMIT 1") as unknown));
+    expect(stopped).toMatchObject({ reason: 'SIGTERM', pending, unacknowledgedBatches: 4 });
     await broker.close();
   });
 
