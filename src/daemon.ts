@@ -117,7 +117,9 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
         keepaliveSec: m.keepaliveSec,
         connectTimeoutMs: m.connectTimeoutMs,
         sessionExpirySec: m.sessionExpirySec,
-        will: { topic: this.topics.status, payload: JSON.stringify(this.offlineStatus('connection lost')), retain: true },
+        // the broker sends the will when the connection dies, at a moment the device cannot
+        // know: no `ts`, but when that connection began
+        will: { topic: this.topics.status, payload: () => JSON.stringify(this.willStatus()), retain: true },
         topicAlias: m.topicAlias,
         retry: config.sync.retry,
         ...this.opts.link,
@@ -391,6 +393,11 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
     } catch (err) {
       this.log.debug({ err }, 'cannot save daemon state');
     }
+  }
+
+  private willStatus(): Omit<StatusPayload, 'ts'> & { connectedAt: string } {
+    const { ts, ...rest } = this.offlineStatus('connection lost');
+    return { ...rest, connectedAt: ts };
   }
 
   private offlineStatus(reason: string): StatusPayload {

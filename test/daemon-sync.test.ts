@@ -46,7 +46,12 @@ describe('daemon with a broker', () => {
     d.child.kill('SIGKILL');
     await d.exited;
     await waitFor(() => late.statuses.some((s) => s.state === 'offline'), 10_000, 'last will');
-    expect(late.statuses.find((s) => s.state === 'offline')).toMatchObject({ device: 'will', reason: 'connection lost' });
+    const will = late.statuses.find((s) => s.state === 'offline')!;
+    expect(will).toMatchObject({ device: 'will', reason: 'connection lost', connectedAt: expect.any(String) });
+    // no `ts`: nobody knows at connect time when the connection will die; connectedAt is the
+    // start of the connection that did, not the start of the daemon
+    expect('ts' in will).toBe(false);
+    expect(Date.parse(String(will.connectedAt))).toBeGreaterThanOrEqual(Date.parse(String(st.ts)) - 5000);
     await late.stop();
     // the will is retained too
     const later = await Ledger.start(mosq.url, 'ds/will/readings', { statusFilter: 'ds/will/status' });

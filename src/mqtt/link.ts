@@ -16,7 +16,8 @@ export interface LinkOptions {
   username?: string;
   password?: string;
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string; rejectUnauthorized: boolean };
-  will?: { topic: string; payload: string; retain: boolean };
+  /** the last will; its payload is made at each connect (it may say when that connection began) */
+  will?: { topic: string; payload: () => string; retain: boolean };
   /** use MQTT 5 topic aliases when the broker allows them */
   topicAlias?: boolean;
   retry: { initialDelayMs: number; maxDelayMs: number };
@@ -206,7 +207,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       if (o.topicAlias) options.autoAssignTopicAlias = true;
     }
     if (o.tls) Object.assign(options, o.tls);
-    if (o.will) options.will = { topic: o.will.topic, payload: Buffer.from(o.will.payload), qos: 1, retain: o.will.retain };
+    if (o.will) options.will = { topic: o.will.topic, payload: Buffer.from(o.will.payload()), qos: 1, retain: o.will.retain };
 
     let client: MqttClient;
     try {
