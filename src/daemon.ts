@@ -54,6 +54,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
   control?: ControlServer;
   private retentionTimer?: NodeJS.Timeout;
   private guardTimer?: NodeJS.Timeout;
+  private guardSoon?: NodeJS.Timeout;
   private modeChange: Promise<void> = Promise.resolve();
   /** readings lost while the loss could not be written down (disk full): persisted when possible */
   private unsavedLost = 0;
@@ -267,6 +268,17 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
   }
 
   private onLost(count: number, err: Error & { code?: string }): void {
+    if (err.code === 'STORAGE_FULL' && this.store?.db.open) {
+      // refused by the stop-sampling policy (the database is at its cap, the disk is not full):
+      // these readings get seqs and are announced upstream as a dropped range
+      try {
+        this.store.recordRefused(count, 'storage full (stop-sampling)', this.now());
+        void this.announcer?.announce();
+        return;
+      } catch {
+        /* not even that could be written: counted as lost below */
+      }
+    }
     this.unsavedLost += count;
     if (err.code === 'SQLITE_CORRUPT' || err.code === 'SQLITE_NOTADB') this.reportDamaged(err.message);
     this.persistLost();
@@ -297,6 +309,13 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
       this.persistLost();
       const r = this.guard?.check(this.sync?.inFlightRange(), this.now());
       if (r && r.dropped > 0) void this.announcer?.announce();
+      // a check does a bounded slice of work; the rest follows after the event loop had its turn
+      if (r?.more && !this.guardSoon) {
+        this.guardSoon = setTimeout(() => {
+          this.guardSoon = undefined;
+          this.runGuard();
+        }, 10);
+      }
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') this.reportDamaged((err as Error).message);
@@ -499,6 +518,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
       await this.sampler?.stop();
       clearInterval(this.retentionTimer);
       clearInterval(this.guardTimer);
+      clearTimeout(this.guardSoon);
       let unsettled = 0;
       if (this.sync) {
         const r = await this.sync.drain(this.config.sync.shutdownTimeoutMs);

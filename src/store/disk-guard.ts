@@ -10,6 +10,8 @@ export interface DiskGuardOptions {
   minFreeDiskBytes: number;
   /** with only unsynced rows left: drop the oldest, or stop taking new readings */
   onFull: 'drop-oldest' | 'stop-sampling';
+  /** the most time one check spends deleting before it gives back and returns (default 50 ms) */
+  sliceMs?: number;
 }
 
 export interface GuardResult {
@@ -18,9 +20,13 @@ export interface GuardResult {
   syncedDeleted: number;
   dropped: number;
   accepting: boolean;
+  /** over a limit still, with work left: check again soon */
+  more: boolean;
 }
 
 const CHUNK = 5000;
+/** 16 MB of 4 KiB pages */
+const GIVE_BACK_PAGES = 4096;
 
 /**
  * Keeps the database within its cap and the disk above its free-space watermark. Synced rows go
@@ -30,7 +36,13 @@ const CHUNK = 5000;
  */
 export class DiskGuard {
   private accepting = true;
+  /** what the slices of one stretch over a limit did, logged once at its end */
+  private stretch = { syncedDeleted: 0, dropped: 0 };
+  /** bytes one write adds (the largest recent growth between two writes, decaying) */
+  private growth = 0;
+  private lastWriteSize?: number;
   private readonly deleteSyncedChunk;
+  private readonly pageSize: number;
 
   constructor(
     private readonly store: Store,
@@ -41,6 +53,7 @@ export class DiskGuard {
       return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
     },
   ) {
+    this.pageSize = store.pageStats().pageSize;
     this.deleteSyncedChunk = store.db.prepare(
       `DELETE FROM transactions WHERE rowid IN (
          SELECT rowid FROM transactions WHERE synced = 1 AND rowid < (SELECT max(rowid) FROM transactions) ORDER BY rowid LIMIT ?)`,
@@ -78,11 +91,11 @@ export class DiskGuard {
         free = undefined;
       }
     }
-    const overCap = this.opts.maxDatabaseBytes > 0 ? size - this.opts.maxDatabaseBytes : 0;
+    const overCap = this.opts.maxDatabaseBytes > 0 ? size + this.growth - this.opts.maxDatabaseBytes : 0;
     const underFree = free !== undefined ? watermark - free : 0;
     // once over a limit, free space down to a low-water mark so that the next readings do not
     // trip it again at once (room = 10% of the cap, or 10% of the watermark plus 1 MB)
-    const overLow = this.opts.maxDatabaseBytes > 0 ? size - this.opts.maxDatabaseBytes * 0.9 : 0;
+    const overLow = this.opts.maxDatabaseBytes > 0 ? size + this.growth - this.opts.maxDatabaseBytes * 0.9 : 0;
     const underLow = free !== undefined ? watermark * 1.1 + Math.min(1_000_000, watermark) - free : 0;
     const excess = Math.max(0, overCap, underFree);
     return { size, free, watermark, excess, toLowWater: Math.max(0, overLow, underLow) };
@@ -94,10 +107,22 @@ export class DiskGuard {
    * by a whole check interval.
    */
   overLimit(): boolean {
-    return this.enabled && this.measure().excess > 0;
+    if (!this.enabled) return false;
+    // how much one write (and the acknowledgements since the one before) adds: the cap is held
+    // that far ahead, so that the next write lands under it rather than past it
+    const size = this.store.fileBytes();
+    const grew = this.lastWriteSize === undefined ? 0 : size - this.lastWriteSize;
+    this.growth = grew > 0 ? Math.max(grew, this.growth * 0.9) : this.growth * 0.95;
+    this.lastWriteSize = size;
+    return this.measure().excess > 0;
   }
 
-  /** One check; cheap when within limits. `protect` is the seq range in flight (never dropped). */
+  /**
+   * One check; cheap when within limits. `protect` is the seq range in flight (never dropped).
+   * The work of one call is bounded (`sliceMs` of deleting, then one give-back): a first trip
+   * over a cap of a gigabyte would otherwise hold the event loop for seconds (sampling ticks
+   * skipped, keepalives and PUBACKs unanswered). `more` says that it is not done: call again soon.
+   */
   check(protect?: [number, number], nowMs: number = Date.now()): GuardResult {
     let m = this.measure();
     let syncedDeleted = 0;
@@ -108,47 +133,62 @@ export class DiskGuard {
         this.accepting = true;
         this.log.warn({ sizeBytes: m.size, freeBytes: m.free }, 'room again: storing readings again');
       }
-      return { sizeBytes: m.size, freeBytes: m.free, syncedDeleted, dropped, accepting: this.accepting };
+      return { sizeBytes: m.size, freeBytes: m.free, syncedDeleted, dropped, accepting: this.accepting, more: false };
     }
     // 0. pages freed by earlier deletes may still sit in the file
-    this.giveBack();
+    let givenBack = this.giveBack();
     m = this.measure();
+    const deadline = performance.now() + (this.opts.sliceMs ?? 50);
+    // free pages inside the file (freed by deletes, not given back yet) count as room already:
+    // without this, a call that follows one whose give-back was cut short would delete again
+    const freed = () => this.store.pageStats().freePages * this.pageSize;
+    // at least one chunk per call, more while the slice lasts
+    const inTime = () => performance.now() < deadline;
     // 1. synced rows, oldest first, whatever their age
-    for (let i = 0; i < 50 && m.toLowWater > 0; i++) {
+    let syncedLeft = true;
+    while (m.toLowWater - freed() > 0) {
       const n = this.deleteSyncedChunk.run(CHUNK).changes;
       syncedDeleted += n;
-      this.giveBack();
-      m = this.measure();
-      if (n < CHUNK) break;
+      if (n < CHUNK) syncedLeft = false;
+      if (!syncedLeft || !inTime()) break;
     }
     // 2. only unsynced rows left (or not enough synced ones)
-    if (m.excess > 0) {
+    if (!syncedLeft && (inTime() || syncedDeleted === 0) && m.excess - freed() > 0) {
       if (this.opts.onFull === 'drop-oldest') {
-        for (let i = 0; i < 50 && m.toLowWater > 0; i++) {
-          const perRow = this.bytesPerRow();
-          const n = Math.max(100, Math.min(50_000, Math.ceil(m.toLowWater / perRow)));
-          const r = this.store.dropOldestUnsynced(n, this.opts.maxDatabaseBytes > 0 && m.size > this.opts.maxDatabaseBytes ? 'database cap' : 'low disk space', protect, nowMs);
+        const reason = this.opts.maxDatabaseBytes > 0 && m.size > this.opts.maxDatabaseBytes ? 'database cap' : 'low disk space';
+        while (m.toLowWater - freed() > 0) {
+          const n = Math.max(100, Math.min(CHUNK, Math.ceil((m.toLowWater - freed()) / this.bytesPerRow())));
+          const r = this.store.dropOldestUnsynced(n, reason, protect, nowMs);
           dropped += r.count;
-          this.giveBack();
-          m = this.measure();
-          if (r.count === 0) break;
+          if (r.count === 0 || !inTime()) break;
         }
-        if (dropped > 0) this.log.error({ dropped, sizeBytes: m.size, freeBytes: m.free, capBytes: this.opts.maxDatabaseBytes }, 'storage full: dropped the oldest unsynced readings (counted, announced upstream)');
       } else if (this.accepting) {
         this.accepting = false;
-        this.log.error({ sizeBytes: m.size, freeBytes: m.free, capBytes: this.opts.maxDatabaseBytes }, 'storage full: not storing new readings until there is room (each one is counted as lost)');
+        this.log.error({ sizeBytes: m.size, freeBytes: m.free, capBytes: this.opts.maxDatabaseBytes }, 'storage full: not storing new readings until there is room (each one gets a seq, is counted and is announced upstream as dropped)');
       }
     }
+    givenBack += this.giveBack();
+    m = this.measure();
     if (m.excess === 0 && !this.accepting && this.hasRoom(m)) {
       this.accepting = true;
       this.log.warn({ sizeBytes: m.size, freeBytes: m.free }, 'room again: storing readings again');
     }
-    if (syncedDeleted > 0) this.log.info({ syncedDeleted, sizeBytes: m.size }, 'storage cap: deleted synced rows early');
-    return { sizeBytes: m.size, freeBytes: m.free, syncedDeleted, dropped, accepting: this.accepting };
+    // not done yet, and this call got somewhere (deleted rows, or gave pages back): again soon
+    const more = m.toLowWater > 0 && (syncedDeleted > 0 || dropped > 0 || givenBack > 0);
+    // one log line per stretch of slices, with its totals, not one per slice
+    this.stretch.syncedDeleted += syncedDeleted;
+    this.stretch.dropped += dropped;
+    if (!more) {
+      const t = this.stretch;
+      if (t.dropped > 0) this.log.error({ dropped: t.dropped, sizeBytes: m.size, freeBytes: m.free, capBytes: this.opts.maxDatabaseBytes }, 'storage full: dropped the oldest unsynced readings (counted, announced upstream)');
+      if (t.syncedDeleted > 0) this.log.info({ syncedDeleted: t.syncedDeleted, sizeBytes: m.size }, 'storage cap: deleted synced rows early');
+      this.stretch = { syncedDeleted: 0, dropped: 0 };
+    }
+    return { sizeBytes: m.size, freeBytes: m.free, syncedDeleted, dropped, accepting: this.accepting, more };
   }
 
   private hasRoom(m: { size: number; free: number | undefined; watermark: number }): boolean {
-    const capOk = this.opts.maxDatabaseBytes === 0 || m.size < this.opts.maxDatabaseBytes * 0.9;
+    const capOk = this.opts.maxDatabaseBytes === 0 || m.size + this.growth < this.opts.maxDatabaseBytes * 0.9;
     const freeOk = m.free === undefined || m.free > m.watermark * 1.1 + Math.min(1_000_000, m.watermark);
     return capOk && freeOk;
   }
@@ -159,13 +199,18 @@ export class DiskGuard {
   }
 
   /** Free pages back to the file system and the WAL truncated, so the file really shrinks. */
-  private giveBack(): void {
+  /**
+   * Free pages back to the file system (at most GIVE_BACK_PAGES a call: moving pages costs time)
+   * and the WAL truncated, so the file really shrinks. Returns the pages given back.
+   */
+  private giveBack(): number {
     const free = this.store.db.pragma('freelist_count', { simple: true }) as number;
-    if (free > 0) this.store.db.pragma(`incremental_vacuum(${free})`);
+    if (free > 0) this.store.db.pragma(`incremental_vacuum(${Math.min(free, GIVE_BACK_PAGES)})`);
     try {
       this.store.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch {
       /* a reader holds the WAL: it is truncated at a later check */
     }
+    return free - (this.store.db.pragma('freelist_count', { simple: true }) as number);
   }
 }

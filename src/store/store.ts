@@ -90,7 +90,7 @@ export class Store {
       // seq = max(rowid) + 1 inside the write transaction: the daemon and a CLI `record`
       // can both write without a shared counter. Retention never deletes the newest row,
       // so seq never goes backwards. rowid = seq keeps the table ordered by seq.
-      const first = Math.max((s.maxSeq.get() as { m: number | null }).m ?? 0, this.seqFloor) + 1;
+      const first = this.nextSeq();
       let seq = first;
       for (const t of ticks) {
         const ts = new Date(t.tsMs).toISOString();
@@ -101,6 +101,17 @@ export class Store {
       }
       return { firstSeq: first, lastSeq: seq - 1, count: seq - first };
     });
+  }
+
+  /**
+   * The seq the next reading gets, inside a write transaction: above every row and above the
+   * floor (seqs given to readings that were refused, or reached by a damaged database), read from
+   * the database each time because another writer (a CLI `record`) may have moved it.
+   */
+  private nextSeq(): number {
+    const floor = Number((this.stmts.getConfig.get('seq_floor') as { value: string | null } | undefined)?.value ?? 0);
+    this.seqFloor = Math.max(this.seqFloor, floor);
+    return Math.max((this.stmts.maxSeq.get() as { m: number | null }).m ?? 0, this.seqFloor) + 1;
   }
 
   private prepare() {
@@ -145,6 +156,8 @@ export class Store {
       unannounced: db.prepare('SELECT id, timestamp, from_seq AS fromSeq, to_seq AS toSeq, count, reason FROM dropped WHERE announced_at IS NULL ORDER BY id LIMIT ?'),
       announce: db.prepare('UPDATE dropped SET announced_at = ? WHERE id = ?'),
       insertDrop: db.prepare('INSERT INTO dropped (timestamp, from_seq, to_seq, count, reason) VALUES (?, ?, ?, ?, ?)'),
+      lastUnannounced: db.prepare('SELECT id, to_seq AS toSeq, reason FROM dropped WHERE announced_at IS NULL ORDER BY id DESC LIMIT 1'),
+      extendDrop: db.prepare('UPDATE dropped SET to_seq = ?, count = count + ? WHERE id = ?'),
       oldestUnsynced: db.prepare('SELECT rowid AS r FROM transactions WHERE synced = 0 AND (rowid < ? OR rowid > ?) ORDER BY rowid LIMIT ?'),
       deleteRow: db.prepare('DELETE FROM transactions WHERE rowid = ?'),
       minSeq: db.prepare('SELECT min(rowid) FROM transactions').pluck(),
@@ -313,6 +326,33 @@ export class Store {
       return { count: rows.length, ranges };
     });
     return tx.immediate();
+  }
+
+  /**
+   * Readings that were taken but not stored (storage full, `stop-sampling` policy): they get seqs
+   * of their own, so a consumer sees a gap, and the range is kept in `dropped` to be announced
+   * upstream like a drop. A range that continues the last unannounced one of the same reason is
+   * extended instead of adding a row per tick. One small transaction.
+   */
+  recordRefused(count: number, reason: string, atMs: number = Date.now()): [number, number] {
+    const at = new Date(atMs).toISOString();
+    return this.db
+      .transaction((): [number, number] => {
+        const first = this.nextSeq();
+        const last = first + count - 1;
+        this.stmts.setConfig.run('seq_floor', String(last), at);
+        this.seqFloor = last;
+        const prev = this.stmts.lastUnannounced.get() as { id: number; toSeq: number; reason: string } | undefined;
+        if (prev && prev.toSeq === first - 1 && prev.reason === reason) {
+          this.stmts.extendDrop.run(last, count, prev.id);
+        } else {
+          this.stmts.insertDrop.run(at, first, last, count, reason);
+          this.stmts.logEvent.run(at, 'readings_refused', JSON.stringify({ reason, fromSeq: first }));
+        }
+        this.stmts.addConfigInt.run('dropped_total', count, at);
+        return [first, last];
+      })
+      .immediate();
   }
 
   /** Drop records not yet announced to the broker, oldest first. */
