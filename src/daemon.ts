@@ -7,7 +7,7 @@ import { Store } from './store/store.js';
 import { Retention } from './store/retention.js';
 import { DiskGuard } from './store/disk-guard.js';
 import { StoreOpenError } from './store/database.js';
-import { moveAside, quickCheck, quickCheckInBackground, readLastSeq, SYNC_CHECK_MAX_BYTES } from './store/integrity.js';
+import { moveAside, quickCheck, quickCheckInBackground, readSalvage, SYNC_CHECK_MAX_BYTES } from './store/integrity.js';
 import { DropAnnouncer } from './sync/drop-announcer.js';
 import { SyncLoop, type SyncReport } from './sync/sync-loop.js';
 import { MqttLink, type LinkOptions } from './mqtt/link.js';
@@ -241,12 +241,24 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
 
   private replaceDamaged(reason: string, open: () => Store): Store {
     const path = this.config.database.path;
-    const lastSeq = readLastSeq(path);
+    const old = readSalvage(path);
     const movedTo = moveAside(path, this.now());
-    this.log.fatal({ path, movedTo, reason, lastSeq }, 'DATABASE DAMAGED: moved it aside (kept, not deleted) and started a fresh one; unsynced readings in it are not sent');
+    this.log.fatal(
+      { path, movedTo, reason, lastSeq: old.lastSeq, pendingLeftBehind: old.pending ?? 'unknown' },
+      'DATABASE DAMAGED: moved it aside (kept, not deleted) and started a fresh one; unsynced readings in it are not sent (counted as lost)',
+    );
     const store = open();
-    if (lastSeq !== undefined) store.setSeqFloor(lastSeq);
-    store.logEvent('database_replaced', { movedTo, reason, lastSeq: lastSeq ?? null });
+    // the fresh database carries on what the old one knew: seq above its highest, its loss counts,
+    // and the readings it still held unsent, counted as lost (they can be salvaged from the file)
+    store.db
+      .transaction(() => {
+        if (old.lastSeq !== undefined) store.setSeqFloor(old.lastSeq);
+        const lost = old.lostTotal + (old.pending ?? 0);
+        if (lost > 0) store.addConfigInt('lost_total', lost);
+        if (old.droppedTotal > 0) store.addConfigInt('dropped_total', old.droppedTotal);
+        store.logEvent('database_replaced', { movedTo, reason, lastSeq: old.lastSeq ?? null, pendingLeftBehind: old.pending ?? null });
+      })
+      .immediate();
     return store;
   }
 

@@ -4,6 +4,8 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { Store } from '../src/store/store.js';
+import { Daemon } from '../src/daemon.js';
+import { parseConfig } from '../src/config/load.js';
 import { DiskGuard } from '../src/store/disk-guard.js';
 import { Retention } from '../src/store/retention.js';
 import { silentLogger } from '../src/util/logger.js';
@@ -225,6 +227,32 @@ describe('a damaged database at start', () => {
     const lastOld = JSON.parse(ev).lastSeq as number | null;
     if (lastOld !== null) expect(firstSeq).toBeGreaterThan(lastOld);
     expect((await runCli(['log', ...c.args, '--limit', '50'])).stdout).toMatch(/database_replaced .*movedTo=/);
+  });
+
+  it('the fresh database carries on the counts: seq floor, losses, and the unsent readings left behind counted as lost', async () => {
+    const c = config('carry');
+    const s = new Store(c.db);
+    fill(s, 3000, 1000);
+    s.markSynced(Array.from({ length: 1000 }, (_, i) => i + 1));
+    s.addConfigInt('lost_total', 7);
+    s.addConfigInt('dropped_total', 3);
+    s.close();
+    // damage found while running is handled by starting a daemon that replaces the database
+    const daemon = new Daemon(parseConfig({ device: { id: 'carry' }, database: { path: c.db }, mqtt: { url: 'mqtt://127.0.0.1:1' }, sensors: [] }), silentLogger(), {
+      replaceDatabase: 'test: found damaged',
+    });
+    await daemon.start();
+    expect(daemon.lostTotal()).toBe(7 + 3 + 2000);
+    await daemon.stop('test');
+    const db = new Database(c.db, { readonly: true });
+    const cfg = (k: string) => db.prepare('SELECT value FROM config WHERE key = ?').pluck().get(k);
+    expect(cfg('lost_total')).toBe('2007');
+    expect(cfg('dropped_total')).toBe('3');
+    expect(cfg('seq_floor')).toBe('3000');
+    const ev = JSON.parse(db.prepare("SELECT details FROM sync_log WHERE event_type = 'database_replaced'").pluck().get() as string);
+    expect(ev).toMatchObject({ lastSeq: 3000, pendingLeftBehind: 2000, reason: 'test: found damaged' });
+    db.close();
+    expect(readdirSync(tmp.dir).some((f) => f.startsWith('carry.db.damaged-'))).toBe(true);
   });
 
   it('a file with an SQLite header and garbage after it is replaced too (a non-SQLite file is refused: daemon.test.ts)', async () => {

@@ -35,16 +35,41 @@ export function moveAside(path: string, nowMs: number = Date.now()): string {
   return target;
 }
 
-/** The highest seq a damaged database still shows, if it can be read at all. */
-export function readLastSeq(path: string): number | undefined {
+/** What a damaged database still tells, each figure read on its own (any of them may fail). */
+export interface Salvage {
+  /** the highest seq it reached (its rows, or the seq floor it had) */
+  lastSeq?: number;
+  /** readings it held that were never acknowledged: they will not be sent from the fresh database */
+  pending?: number;
+  lostTotal: number;
+  droppedTotal: number;
+}
+
+export function readSalvage(path: string): Salvage {
+  const out: Salvage = { lostTotal: 0, droppedTotal: 0 };
+  let db: Database.Database;
   try {
-    const db = new Database(path, { readonly: true, fileMustExist: true });
-    try {
-      return (db.prepare('SELECT max(rowid) FROM transactions').pluck().get() as number | null) ?? undefined;
-    } finally {
-      db.close();
-    }
+    db = new Database(path, { readonly: true, fileMustExist: true });
   } catch {
-    return undefined;
+    return out;
   }
+  const get = <T>(sql: string, ...args: unknown[]): T | undefined => {
+    try {
+      return (db.prepare(sql).pluck().get(...args) as T | null) ?? undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const config = (key: string) => Number(get<string>('SELECT value FROM config WHERE key = ?', key) ?? 0) || 0;
+  try {
+    const top = get<number>('SELECT max(rowid) FROM transactions');
+    const floor = config('seq_floor');
+    if (top !== undefined || floor > 0) out.lastSeq = Math.max(top ?? 0, floor);
+    out.pending = get<number>('SELECT count(*) FROM transactions WHERE synced = 0');
+    out.lostTotal = config('lost_total');
+    out.droppedTotal = config('dropped_total');
+  } finally {
+    db.close();
+  }
+  return out;
 }

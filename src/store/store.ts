@@ -146,7 +146,8 @@ export class Store {
          ON CONFLICT(key) DO UPDATE SET value = excluded.value, last_updated = excluded.last_updated`,
       ),
       addConfigInt: db.prepare(
-        `INSERT INTO config (key, value, last_updated) VALUES (?, ?, ?)
+        // CAST on the way in too: a JS number is bound as REAL, and a first insert stored '7.0'
+        `INSERT INTO config (key, value, last_updated) VALUES (?, CAST(? AS INTEGER), ?)
          ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER), last_updated = excluded.last_updated`,
       ),
       logEvent: db.prepare('INSERT INTO sync_log (timestamp, event_type, details) VALUES (?, ?, ?)'),
