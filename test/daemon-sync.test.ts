@@ -89,7 +89,7 @@ describe('daemon with a broker', () => {
     await broker.close();
   });
 
-  it('done-when: 1,000 readings/s, broker down and back, SIGTERM: every synced id reached the subscriber', async () => {
+  it('done-when: 1,000 readings/s, broker down for 30 s and back, SIGTERM: distinct ids received = rows synced, nothing lost', async () => {
     const own = await Mosquitto.start(join(tmp.dir, 'mosq-dw'));
     const ledger = await Ledger.start(own.url, 'ds/+/readings');
     const c = config('dw', own.url, {
@@ -100,25 +100,35 @@ describe('daemon with a broker', () => {
     await waitFor(() => d.logLines().some((l) => l.msg === 'connected to broker'), 10_000, 'connected');
     await sleep(3000);
     await own.stop();
-    await sleep(4000);
+    await sleep(30_000);
     const pendingDown = q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 0');
-    expect(pendingDown).toBeGreaterThanOrEqual(3000);
+    expect(pendingDown).toBeGreaterThanOrEqual(25_000);
     await own.start();
-    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 0') < 1500, 20_000, 'backlog drained');
+    await waitFor(() => q(c.db, 'SELECT count(*) FROM transactions WHERE synced = 0') < 1500, 30_000, 'backlog drained');
     d.child.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
     const db = new Database(c.db, { readonly: true });
     const synced = db.prepare('SELECT id FROM transactions WHERE synced = 1').pluck().all() as string[];
+    const pendingIds = new Set(db.prepare('SELECT id FROM transactions WHERE synced = 0').pluck().all() as string[]);
     db.close();
     await waitFor(() => synced.every((id) => ledger.has(id)), 10_000, 'every synced id at the subscriber');
-    expect(synced.length).toBeGreaterThan(5000);
+    expect(synced.length).toBeGreaterThan(30_000);
+    // every distinct id the subscriber got is a synced row, except rows whose PUBACK the stop cut
+    // off (received, still pending: sent again at the next start); nothing arrived that was never committed
+    const syncedSet = new Set(synced);
+    const receivedNotSynced = [...ledger.counts.keys()].filter((id) => !syncedSet.has(id));
+    expect(receivedNotSynced.every((id) => pendingIds.has(id))).toBe(true);
+    expect(ledger.unique - receivedNotSynced.length).toBe(synced.length);
+    expect(receivedNotSynced.length).toBeLessThanOrEqual(8 * 500); // at most the window cut off by the stop
     // the outage is in the sync log, once, not once per attempt
     const events = new Database(c.db, { readonly: true }).prepare("SELECT event_type FROM sync_log WHERE event_type IN ('disconnected','connect_failed','connected')").pluck().all();
     expect(events.filter((e) => e === 'disconnected')).toHaveLength(1);
     expect(events.filter((e) => e === 'connect_failed').length).toBeLessThanOrEqual(1);
-    // the outage was logged at a sensible rate
+    // and in the log at a falling rate: about 30 connect attempts, a handful of warnings
+    const attempts = d.logLines().filter((l) => l.msg === 'connected to broker').at(-1)?.attempts as number | undefined;
+    expect(attempts ?? 0).toBeGreaterThanOrEqual(15);
     const warnLines = d.logLines().filter((l) => (l.level as number) >= 40);
-    expect(warnLines.length).toBeLessThan(10);
+    expect(warnLines.length).toBeLessThanOrEqual(5);
     await ledger.stop();
     await own.stop();
   });
