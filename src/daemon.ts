@@ -157,6 +157,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
     // the timer below is for what changes on its own (free space, age); the cap grows with writes
     this.sampler.onWritten = () => {
       if (guard.overLimit()) this.runGuard();
+      this.sync?.nudge();
     };
     this.guardTimer = setInterval(() => this.runGuard(), config.retention.checkIntervalMs);
     this.guardTimer.unref();

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
 import { FleetWatcher } from '../src/status/watcher.js';
+import { formatWatchEvent } from '../src/cli/watch.js';
 import { Mosquitto } from './helpers/mosquitto.js';
 import { Ledger } from './helpers/subscriber.js';
 import { makeTmp } from './helpers/tmp.js';
@@ -348,6 +349,24 @@ describe('fleet watcher', () => {
     expect(w.batch('a', batch('a', [5, 6]))).toMatchObject({ filled: 2, openGapReadings: 1 });
     expect(w.dropped('a', [[7, 7]], 'disk cap')).toMatchObject({ count: 1 });
     expect(w.batch('a', batch('a', [10]))).toMatchObject({ openGapReadings: 0, newGaps: [] });
+  });
+
+  it("prints one line per event an operator can read: state, backlog, seq range, delay, duplicates, gaps, drops", () => {
+    const w = new FleetWatcher(() => Date.parse('2026-11-26T10:00:05.000Z'));
+    const ts = '2026-11-26T10:00:04.250Z';
+    const lines = [
+      formatWatchEvent(w.status('pi-kitchen', { state: 'online', pending: 4, parked: 0, syncedTotal: 10, lostTotal: 0 })),
+      formatWatchEvent(w.batch('pi-kitchen', batch('pi-kitchen', [1, 2, 3], ts))),
+      formatWatchEvent(w.batch('pi-kitchen', batch('pi-kitchen', [3, 6], ts))),
+      formatWatchEvent(w.dropped('pi-kitchen', [[4, 5]], 'database cap')),
+      formatWatchEvent(w.status('pi-kitchen', { state: 'offline', reason: 'connection lost' })),
+    ];
+    expect(lines[0]).toMatch(/pi-kitchen\s+status\s+ONLINE\s+pending 4\s+parked 0\s+syncedTotal 10\s+lostTotal 0$/);
+    expect(lines[1]).toMatch(/batch\s+3 readings\s+seq 1-3\s+delay 750 ms$/);
+    expect(lines[2]).toMatch(/seq 3-6 .*DUPLICATES 1\s+GAP 4-5/);
+    expect(lines[3]).toMatch(/DROPPED 2 readings on the device \(database cap\): seq 4-5/);
+    expect(lines[4]).toMatch(/status\s+OFFLINE \(connection lost\)$/);
+    for (const l of lines) expect(l).toMatch(/^\d\d:\d\d:\d\d\.\d{3}  /);
   });
 });
 

@@ -39,22 +39,28 @@ export class CpuLoadSensor implements Sensor {
     return text === undefined ? undefined : parseProcStat(text);
   }
 
-  async read(): Promise<NewReading[]> {
+  /** On Linux a synchronous read of /proc/stat (no timer, no promises per tick); elsewhere systeminformation. */
+  read(): NewReading[] | Promise<NewReading[]> {
+    if (!isLinux) return this.readPortable();
     let value: number | undefined;
-    if (isLinux) {
-      const cur = this.sample();
-      if (cur && this.prev && cur.total > this.prev.total) {
-        value = Math.round((10000 * (cur.busy - this.prev.busy)) / (cur.total - this.prev.total)) / 100;
-      }
-      this.prev = cur ?? this.prev;
-      if (cur === undefined && !this.warned) {
-        this.warned = true;
-        this.ctx.warn({ sensor: this.name, procRoot: this.roots.procRoot }, 'cannot read CPU times from /proc/stat; this sensor reports nothing');
-      }
-    } else {
-      const si = await import('systeminformation');
-      value = Math.round((await si.currentLoad()).currentLoad * 100) / 100;
+    const cur = this.sample();
+    if (cur && this.prev && cur.total > this.prev.total) {
+      value = Math.round((10000 * (cur.busy - this.prev.busy)) / (cur.total - this.prev.total)) / 100;
     }
+    this.prev = cur ?? this.prev;
+    if (cur === undefined && !this.warned) {
+      this.warned = true;
+      this.ctx.warn({ sensor: this.name, procRoot: this.roots.procRoot }, 'cannot read CPU times from /proc/stat; this sensor reports nothing');
+    }
+    return this.reading(value);
+  }
+
+  private async readPortable(): Promise<NewReading[]> {
+    const si = await import('systeminformation');
+    return this.reading(Math.round((await si.currentLoad()).currentLoad * 100) / 100);
+  }
+
+  private reading(value: number | undefined): NewReading[] {
     return value === undefined ? [] : [{ sensor: this.name, value, unit: this.unit }];
   }
 }

@@ -38,8 +38,12 @@ export class CpuTemperatureSensor implements Sensor {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async read(): Promise<NewReading[]> {
-    const value = isLinux ? this.readLinux() : await this.readPortable();
+  /** On Linux a synchronous read of the thermal zone; elsewhere systeminformation. */
+  read(): NewReading[] | Promise<NewReading[]> {
+    return isLinux ? this.reading(this.readLinux()) : this.readPortable().then((v) => this.reading(v));
+  }
+
+  private reading(value: number | undefined): NewReading[] {
     if (value === undefined) {
       if (!this.warned) {
         this.warned = true;

@@ -32,16 +32,20 @@ export class MemorySensor implements Sensor {
     private readonly ctx: SensorContext,
   ) {}
 
-  async read(): Promise<NewReading[]> {
-    let info: MemInfo | undefined;
-    if (isLinux) {
-      const text = readText(join(this.roots.procRoot, 'meminfo'));
-      info = text === undefined ? undefined : parseMeminfo(text);
-    } else {
-      const si = await import('systeminformation');
-      const m = await si.mem();
-      info = { totalBytes: m.total, availableBytes: m.available };
-    }
+  /** On Linux a synchronous read of /proc/meminfo; elsewhere systeminformation. */
+  read(): NewReading[] | Promise<NewReading[]> {
+    if (!isLinux) return this.readPortable();
+    const text = readText(join(this.roots.procRoot, 'meminfo'));
+    return this.reading(text === undefined ? undefined : parseMeminfo(text));
+  }
+
+  private async readPortable(): Promise<NewReading[]> {
+    const si = await import('systeminformation');
+    const m = await si.mem();
+    return this.reading({ totalBytes: m.total, availableBytes: m.available });
+  }
+
+  private reading(info: MemInfo | undefined): NewReading[] {
     if (!info) {
       if (!this.warned) {
         this.warned = true;
