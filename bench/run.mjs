@@ -222,6 +222,7 @@ try {
     put('steady', 'cpu_us_per_reading', pinned.cpu_us_per_reading);
     put('steady', 'disk_bytes_per_reading', pinned.disk_bytes_per_reading);
     put('steady', 'rss_mb', pinned.rss_mb);
+    put('steady', 'cpu_us_per_s', pinned.cpu_us_per_s);
     R.steady.sensors = '10 simulated sensors at 1 Hz, daemon pinned to core 0 (taskset -c 0)';
     R.steady.window_s = s.windowS;
     R.steady.unpinned = flat(s.sim10);
@@ -229,6 +230,7 @@ try {
     R.steady.default_sensors = flat(s.default);
     R.steady.default_sensors_sync_60s = flat(s['default-sync60s']);
     R.steady.sim100_pinned = flat(s['sim100-pinned']);
+    R.steady.sim25_pinned = flat(s['sim25-pinned']);
     R.steady.sync_10s_pinned = flat(s['sim10-pinned-sync10s']);
     if (s['collectd-pinned']) R.steady.collectd = flat(s['collectd-pinned']);
     else R.steady.collectd = { skipped: collectdAvailable() ? 'did not run' : 'collectd (collectd-core with its mqtt plugin) is not installed' };
@@ -315,6 +317,11 @@ function table(r) {
     row('  unpinned, µs', n1(r.steady.unpinned.cpu_us_per_reading), rng(r.steady.unpinned, 'cpu_us_per_reading', n1), '', '', '', undefined);
     row('  sync.intervalMs 10000 (one sync round per 10 s), one core, µs', n1(r.steady.sync_10s_pinned.cpu_us_per_reading), rng(r.steady.sync_10s_pinned, 'cpu_us_per_reading', n1), `${n0(r.steady.sync_10s_pinned.disk_bytes_per_reading)} B/reading on disk`, '', '', undefined);
     row('  100 readings/s (10 sensors × 10 values), one core, µs', n1(r.steady.sim100_pinned.cpu_us_per_reading), rng(r.steady.sim100_pinned, 'cpu_us_per_reading', n1), '', '', '', undefined);
+    if (r.steady.sim25_pinned) {
+      const c25 = typeof cd.cpu_us_per_value === 'number' ? `collectd ${n1(cd.cpu_us_per_value)}/value at ${n1(cd.values_per_s)} values/s` : '';
+      row('  25 readings/s (5 sensors × 5 values: collectd\'s rate), one core, µs', n1(r.steady.sim25_pinned.cpu_us_per_reading), rng(r.steady.sim25_pinned, 'cpu_us_per_reading', n1), c25, c25 ? (r.steady.sim25_pinned.cpu_us_per_reading / cd.cpu_us_per_value).toFixed(2) : '', '', undefined);
+    }
+    row('  CPU per second, ms: 10 sensors / 25 readings/s / default sensors', `${n1(r.steady.cpu_us_per_s / 1000)} / ${n1((r.steady.sim25_pinned?.cpu_us_per_s ?? NaN) / 1000)} / ${n1(r.steady.default_sensors.cpu_us_per_s / 1000)}`, '', typeof cd.cpu_us_per_s === 'number' ? `collectd ${n1(cd.cpu_us_per_s / 1000)}` : '', '', '', undefined);
     row('  default sensors, µs', n1(r.steady.default_sensors.cpu_us_per_reading), rng(r.steady.default_sensors, 'cpu_us_per_reading', n1), '', '', '', undefined);
     row('steady disk writes per reading, bytes (10 sensors)', n0(r.steady.disk_bytes_per_reading), rng(r.steady, 'disk_bytes_per_reading'), `naive ${n0(r.steady.naive.disk_bytes_per_reading)}`, (r.steady.disk_bytes_per_reading / r.steady.naive.disk_bytes_per_reading).toFixed(2), '', undefined);
     row('  default sensors, bytes per reading', n0(r.steady.default_sensors.disk_bytes_per_reading), rng(r.steady.default_sensors, 'disk_bytes_per_reading'), `${n1(r.steady.default_sensors.year_bytes / 1e9)} GB/year`, '', '', undefined);

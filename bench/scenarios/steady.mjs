@@ -1,6 +1,6 @@
 // Steady state, all contenders side by side for the same window: the daemon with the default
-// sensors (idle RSS, CPU and disk per reading), the daemon with 10 simulated sensors at 1 Hz
-// (pinned to core 0 and unpinned), the naive writer with the same 10 sensors (pinned), and
+// sensors (idle RSS, CPU and disk per reading; pinned to core 0), the daemon with 10 simulated
+// sensors at 1 Hz (pinned to core 0 and unpinned), the naive writer with the same 10 sensors (pinned), and
 // collectd (pinned) where it is installed. Each contender runs in 3 copies: the median is reported.
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
@@ -90,18 +90,24 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
     const add = (kind, device, start, count) => list.push({ kind, device, proc: start(), count });
     const daemon = (kind, device, sensors, pin, extra = {}) => {
       const db = join(dir, `${device}.db`);
-      const cfg = daemonConfig(dir, { db, url, device, sensors, ...extra });
+      // retention as on a device past its first 3 days: every reading that is added is also
+      // deleted later, and the sync log is pruned; a short age puts both inside the window
+      const retention = { syncedMaxAge: '1m', pruneIntervalMs: 10_000, syncLogMaxRows: 100 };
+      const cfg = daemonConfig(dir, { db, url, device, sensors, retention, ...extra });
       add(kind, device, () => startDaemon(cfg, { pin }), () => maxSeq(db));
     };
-    daemon('default', `default-${i}`, DEFAULT_SENSORS);
+    // the default sensors on one core too: what a Pi Zero 2 or a busy Pi gives the daemon
+    daemon('default', `default-${i}`, DEFAULT_SENSORS, 0);
     // the SD-card trade-off: acknowledged rows marked once a minute instead of every second
-    daemon('default-sync60s', `default60-${i}`, DEFAULT_SENSORS, undefined, { sync: { intervalMs: 60_000 } });
+    daemon('default-sync60s', `default60-${i}`, DEFAULT_SENSORS, 0, { sync: { intervalMs: 60_000 } });
     daemon('sim10-pinned', `sim10p-${i}`, simSensors(10), 0);
     daemon('sim10', `sim10-${i}`, simSensors(10));
     // the CPU trade-off: one sync round (publish, PUBACK, a transaction) per 10 s instead of per second
     daemon('sim10-pinned-sync10s', `sim10s-${i}`, simSensors(10), 0, { sync: { intervalMs: 10_000 } });
     // 100 readings/s (10 sensors of 10 values each): the fixed costs per second spread thinner
     daemon('sim100-pinned', `sim100p-${i}`, simSensors(10, { count: 10 }), 0);
+    // 25 readings/s (5 sensors of 5 values): about the values per second collectd publishes here
+    daemon('sim25-pinned', `sim25p-${i}`, simSensors(5, { count: 5 }), 0);
     const ndb = join(dir, `naive-${i}.db`);
     add('naive-pinned', `naive-${i}`, () => spawnNode([join(ROOT, 'bench/reference/naive-writer.mjs'), ndb, url, `${TOPIC_PREFIX}/naive-${i}/readings`, '10'], { pin: 0 }), () => maxSeq(ndb));
     if (cc) add('collectd-pinned', `cd${i}`, () => startCollectd(join(dir, `collectd-${i}`), `cd${i}`, ctx.broker.port, 0), () => cc.get(`cd${i}`).messages);
@@ -123,17 +129,24 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
   const by = {};
   list.forEach((c, i) => {
     const n = b[i].n - a[i].n;
-    const r = (by[c.kind] ??= { cpu: [], disk: [], rss: [], n: [], cpuPerValue: [] });
+    const r = (by[c.kind] ??= { cpu: [], disk: [], rss: [], n: [], cpuPerValue: [], cpuPerS: [], valuesPerS: [] });
     r.n.push(n);
+    r.cpuPerS.push((b[i].cpu - a[i].cpu) / (windowMs / 1000));
     r.cpu.push(n > 0 ? (b[i].cpu - a[i].cpu) / n : NaN);
     r.disk.push(n > 0 ? (b[i].wb - a[i].wb) / n : NaN);
     r.rss.push(b[i].mem.rss);
-    if (b[i].values !== undefined) r.cpuPerValue.push((b[i].cpu - a[i].cpu) / (b[i].values - a[i].values));
+    if (b[i].values !== undefined) {
+      r.cpuPerValue.push((b[i].cpu - a[i].cpu) / (b[i].values - a[i].values));
+      r.valuesPerS.push((b[i].values - a[i].values) / (windowMs / 1000));
+    }
   });
   const out = {};
   for (const [k, r] of Object.entries(by)) {
-    out[k] = { readings: summarize(r.n), cpu_us_per_reading: summarize(r.cpu), disk_bytes_per_reading: summarize(r.disk), rss_mb: summarize(r.rss) };
-    if (r.cpuPerValue.length) out[k].cpu_us_per_value = summarize(r.cpuPerValue);
+    out[k] = { readings: summarize(r.n), cpu_us_per_reading: summarize(r.cpu), cpu_us_per_s: summarize(r.cpuPerS), disk_bytes_per_reading: summarize(r.disk), rss_mb: summarize(r.rss) };
+    if (r.cpuPerValue.length) {
+      out[k].cpu_us_per_value = summarize(r.cpuPerValue);
+      out[k].values_per_s = summarize(r.valuesPerS);
+    }
   }
   out.windowS = windowMs / 1000;
   return out;
