@@ -75,7 +75,7 @@ describe('npm pack', () => {
     for (const f of ['package.json', 'README.md', 'LICENSE', 'dist/cli/main.js', 'config/service.yaml', 'systemd/edge-sensor.service', 'scripts/install.sh', 'scripts/uninstall.sh']) {
       expect(files).toContain(f);
     }
-    expect(files.filter((f) => !/^(dist\/.*\.js|config\/.*\.yaml|systemd\/.*|scripts\/.*\.sh|package\.json|README\.md|LICENSE|npm-shrinkwrap\.json)$/.test(f))).toEqual([]);
+    expect(files.filter((f) => !/^(dist\/.*\.js|dist\/build-info\.json|config\/.*\.yaml|systemd\/.*|scripts\/.*\.sh|package\.json|README\.md|LICENSE|npm-shrinkwrap\.json)$/.test(f))).toEqual([]);
   });
 });
 
