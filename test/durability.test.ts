@@ -317,6 +317,37 @@ describe('clock without a real-time clock', () => {
   });
 });
 
+interface DropAnnouncement {
+  ranges: Array<[number, number]>;
+  count: number;
+  reasons: string[];
+}
+
+/** The device's drop announcements as they reach the subscriber. */
+function dropAnnouncements(ledger: Ledger): DropAnnouncement[] {
+  const out: DropAnnouncement[] = [];
+  ledger.client.subscribe('dur/+/dropped', { qos: 1 });
+  ledger.client.on('message', (topic, buf) => {
+    if (topic.endsWith('/dropped')) out.push(JSON.parse(buf.toString()) as DropAnnouncement);
+  });
+  return out;
+}
+
+/** Every seq up to lastSeq: announced as dropped, or else received or still in the database; never both, never neither. */
+function accountFor(lastSeq: number, dropped: DropAnnouncement[], ledger: Ledger, inDb: Set<number>) {
+  const announced = new Set<number>();
+  for (const m of dropped) for (const [a, b] of m.ranges) for (let q = a; q <= b; q++) announced.add(q);
+  const received = new Set(ledger.seqs.flat());
+  let unexplained = 0;
+  let both = 0;
+  for (let q = 1; q <= lastSeq; q++) {
+    const a = announced.has(q);
+    if (a && (received.has(q) || inDb.has(q))) both++;
+    if (!a && !received.has(q) && !inDb.has(q)) unexplained++;
+  }
+  return { announced: announced.size, unexplained, both };
+}
+
 describe('a daemon fed faster than its uplink', () => {
   let mosq: Mosquitto;
   beforeAll(async () => {
@@ -330,11 +361,7 @@ describe('a daemon fed faster than its uplink', () => {
     const proxy = await new FaultProxy(mosq.port).listen();
     proxy.uplinkBytesPerSec = 20_000; // ~150 readings/s of JSON against 1,500/s sampled
     const ledger = await Ledger.start(mosq.url, 'dur/+/readings');
-    const dropped: Array<{ ranges: Array<[number, number]>; count: number }> = [];
-    ledger.client.subscribe('dur/+/dropped', { qos: 1 });
-    ledger.client.on('message', (topic, buf) => {
-      if (topic.endsWith('/dropped')) dropped.push(JSON.parse(buf.toString()));
-    });
+    const dropped = dropAnnouncements(ledger);
     const cap = 1_500_000;
     const c = config('flood', {
       mqtt: { url: proxy.url, topicPrefix: 'dur', keepaliveSec: 60 },
@@ -366,20 +393,8 @@ describe('a daemon fed faster than its uplink', () => {
     db.close();
     expect(droppedTotal).toBeGreaterThan(5000);
     expect(unannounced).toBe(0);
-    const announced = new Set<number>();
-    for (const m of dropped) for (const [a, b] of m.ranges) for (let q = a; q <= b; q++) announced.add(q);
-    expect(announced.size).toBe(droppedTotal);
-    const received = new Set(ledger.seqs.flat());
     // every seq is accounted for exactly once: received, still in the database, or announced as dropped
-    let unexplained = 0;
-    let both = 0;
-    for (let q = 1; q <= lastSeq; q++) {
-      const a = announced.has(q);
-      if (a && (received.has(q) || inDb.has(q))) both++;
-      if (!a && !received.has(q) && !inDb.has(q)) unexplained++;
-    }
-    expect(unexplained).toBe(0);
-    expect(both).toBe(0);
+    expect(accountFor(lastSeq, dropped, ledger, inDb)).toEqual({ announced: droppedTotal, unexplained: 0, both: 0 });
     const st = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout);
     expect(st.droppedTotal).toBe(droppedTotal);
     expect(st.lostTotal).toBeGreaterThanOrEqual(droppedTotal);
@@ -391,11 +406,7 @@ describe('a daemon fed faster than its uplink', () => {
     const proxy = await new FaultProxy(mosq.port).listen();
     proxy.refuse(true); // the broker out of reach: the backlog grows to the cap
     const ledger = await Ledger.start(mosq.url, 'dur/+/readings');
-    const dropped: Array<{ ranges: Array<[number, number]>; count: number; reasons: string[] }> = [];
-    ledger.client.subscribe('dur/+/dropped', { qos: 1 });
-    ledger.client.on('message', (topic, buf) => {
-      if (topic.endsWith('/dropped')) dropped.push(JSON.parse(buf.toString()));
-    });
+    const dropped = dropAnnouncements(ledger);
     const cap = 1_000_000;
     const c = config('refuse', {
       mqtt: { url: proxy.url, topicPrefix: 'dur', connectTimeoutMs: 500 },
@@ -421,20 +432,8 @@ describe('a daemon fed faster than its uplink', () => {
     expect(droppedTotal).toBeGreaterThanOrEqual(2000); // whole ticks of 1,000
     expect(droppedTotal % 1000).toBe(0);
     expect(dropped.every((m) => m.reasons.includes('storage full (stop-sampling)'))).toBe(true);
-    const announced = new Set<number>();
-    for (const m of dropped) for (const [a, b] of m.ranges) for (let q = a; q <= b; q++) announced.add(q);
-    expect(announced.size).toBe(droppedTotal);
-    // every seq is accounted for exactly once: received, still in the database, or announced as refused
-    const received = new Set(ledger.seqs.flat());
-    let unexplained = 0;
-    let both = 0;
-    for (let q = 1; q <= lastSeq; q++) {
-      const a = announced.has(q);
-      if (a && (received.has(q) || inDb.has(q))) both++;
-      if (!a && !received.has(q) && !inDb.has(q)) unexplained++;
-    }
-    expect(unexplained).toBe(0);
-    expect(both).toBe(0);
+    // every seq is accounted for exactly once: received, still in the database, or announced as dropped
+    expect(accountFor(lastSeq, dropped, ledger, inDb)).toEqual({ announced: droppedTotal, unexplained: 0, both: 0 });
     const st = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout);
     expect(st.droppedTotal).toBe(droppedTotal);
     await ledger.stop();
