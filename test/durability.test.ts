@@ -373,7 +373,7 @@ describe('a daemon fed faster than its uplink', () => {
     let maxSize = 0;
     const t0 = Date.now();
     while (Date.now() - t0 < 20_000) {
-      await sleep(200);
+      await sleep(100);
       if (existsSync(c.db)) maxSize = Math.max(maxSize, statSync(c.db).size + (existsSync(`${c.db}-wal`) ? statSync(`${c.db}-wal`).size : 0));
     }
     // the link comes back to full speed: the backlog drains and the drops are announced

@@ -149,6 +149,10 @@ export class DiskGuard {
     while (m.toLowWater - freed() > 0) {
       const n = this.deleteSyncedChunk.run(CHUNK).changes;
       syncedDeleted += n;
+      // each chunk given back at once: a delete needs WAL room, and chunks piling up in the WAL
+      // would push the file past the cap while it is being brought under it
+      givenBack += this.giveBack();
+      m = this.measure();
       if (n < CHUNK) syncedLeft = false;
       if (!syncedLeft || !inTime()) break;
     }
@@ -160,6 +164,8 @@ export class DiskGuard {
           const n = Math.max(100, Math.min(CHUNK, Math.ceil((m.toLowWater - freed()) / this.bytesPerRow())));
           const r = this.store.dropOldestUnsynced(n, reason, protect, nowMs);
           dropped += r.count;
+          givenBack += this.giveBack();
+          m = this.measure();
           if (r.count === 0 || !inTime()) break;
         }
       } else if (this.accepting) {
@@ -169,6 +175,8 @@ export class DiskGuard {
     }
     givenBack += this.giveBack();
     m = this.measure();
+    // what the next write adds is measured from here, not from before this shrinking
+    this.lastWriteSize = m.size;
     if (m.excess === 0 && !this.accepting && this.hasRoom(m)) {
       this.accepting = true;
       this.log.warn({ sizeBytes: m.size, freeBytes: m.free }, 'room again: storing readings again');
