@@ -71,9 +71,10 @@ describe('store', () => {
 
   it('finds pending rows through the partial index, not by scanning the table', () => {
     const s = new Store(dbPath());
-    const plan = s.db
-      .prepare(`EXPLAIN QUERY PLAN SELECT id FROM transactions WHERE synced = 0 AND parked_at IS NULL AND seq > ? ORDER BY seq LIMIT ?`)
-      .all(0, 10) as Array<{ detail: string }>;
+    // the store's own statement, as the sync loop runs it
+    const sql = (s as unknown as { stmts: { takePending: { source: string } } }).stmts.takePending.source;
+    expect(sql).toMatch(/FROM transactions WHERE .*synced = 0/s);
+    const plan = s.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(0, 10) as Array<{ detail: string }>;
     const details = plan.map((p) => p.detail).join(' | ');
     expect(details).toMatch(/USING INDEX transactions_pending/);
     expect(details).not.toMatch(/SCAN transactions(?! USING)/);
