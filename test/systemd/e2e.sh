@@ -11,6 +11,7 @@ set -euo pipefail
 if [ "${1:-}" = __boot ]; then
   # inside the new namespaces: prepare the file system, then become systemd
   W=$2
+  P=$3
   mount --make-rprivate /
   for d in etc opt var usr/local; do
     mkdir -p "$W/ov/$d/upper" "$W/ov/$d/work"
@@ -22,6 +23,9 @@ if [ "${1:-}" = __boot ]; then
   mount --bind /sys /sys && mount -o remount,bind,ro /sys
   mount -t cgroup2 cgroup2 /sys/fs/cgroup
   mount -t tmpfs -o mode=755 tmpfs /run
+  # the project seen from inside at one place, wherever it is (a clone under /tmp would be hidden
+  # by the namespace's own /tmp below)
+  mkdir -p /run/es-project && mount --bind "$P" /run/es-project
   mount -t tmpfs -o mode=1777 tmpfs /tmp
   hostname es-e2e
   ip link set lo up
@@ -68,7 +72,7 @@ trap cleanup EXIT
 # the namespace's cgroup root is the cgroup its first process is in: a fresh one, so that systemd
 # manages only its own processes
 mkdir "$CG"
-(echo "$BASHPID" >"$CG/cgroup.procs" && exec unshare --cgroup --pid --fork --mount --uts --ipc --net --propagation private "$0" __boot "$W") >"$W/boot.log" 2>&1 &
+(echo "$BASHPID" >"$CG/cgroup.procs" && exec unshare --cgroup --pid --fork --mount --uts --ipc --net --propagation private "$0" __boot "$W" "$PROJECT") >"$W/boot.log" 2>&1 &
 BOOT_PID=$!
 SD='' # systemd: unshare's child, PID 1 inside
 for _ in $(seq 100); do
@@ -98,7 +102,7 @@ fi
 # READY=1 arrived.
 in_ns useradd --create-home --home-dir /var/tmp/pi pi
 (cd "$PROJECT" && git ls-files -z | tar --null -T - -cf -) | in_ns runuser -u pi -- sh -c 'mkdir /var/tmp/pi/edge-sensor && tar -xf - -C /var/tmp/pi/edge-sensor'
-in_ns sh -c "cp -a '$PROJECT/node_modules' /var/tmp/pi/edge-sensor/ && chown -R pi:pi /var/tmp/pi/edge-sensor/node_modules"
+in_ns sh -c "cp -a /run/es-project/node_modules /var/tmp/pi/edge-sensor/ && chown -R pi:pi /var/tmp/pi/edge-sensor/node_modules"
 in_ns bash -c "cd /var/tmp/pi/edge-sensor && scripts/install.sh" >"$W/install.log" 2>&1 || { cat "$W/install.log"; fail "install.sh"; }
 grep -q 'building' "$W/install.log" || fail "the clone was not built"
 [ -z "$(in_ns find /var/tmp/pi -user root -print -quit)" ] || fail "root-owned files in the user's clone: $(in_ns find /var/tmp/pi -user root | head -3)"
@@ -181,7 +185,7 @@ ok "systemctl stop: exit 0 after a clean shutdown"
 # --- upgrade keeps the config and the data, reuses the dependencies, and starts the service
 SUM=$(in_ns md5sum /etc/edge-sensor/config.yaml)
 N=$(in_ns sqlite3 /var/lib/edge-sensor/edge-sensor.db 'select count(*) from transactions')
-in_ns bash -c "cd '$PROJECT' && scripts/install.sh" >"$W/upgrade.log" 2>&1 || { cat "$W/upgrade.log"; fail "upgrade"; }
+in_ns bash -c "cd /run/es-project && scripts/install.sh" >"$W/upgrade.log" 2>&1 || { cat "$W/upgrade.log"; fail "upgrade"; }
 grep -q 'dependencies unchanged' "$W/upgrade.log" || fail "upgrade did not reuse the installed dependencies"
 [ "$(in_ns md5sum /etc/edge-sensor/config.yaml)" = "$SUM" ] || fail "upgrade changed config.yaml"
 [ "$(prop ActiveState)" = active ] || fail "not active after the upgrade"
@@ -193,7 +197,7 @@ in_ns /opt/edge-sensor/scripts/uninstall.sh >/dev/null
 in_ns test ! -e /opt/edge-sensor -a ! -e /etc/systemd/system/edge-sensor.service -a ! -e /usr/local/bin/edge-sensor || fail "uninstall left the program behind"
 in_ns test -f /etc/edge-sensor/config.yaml -a -f /var/lib/edge-sensor/edge-sensor.db || fail "uninstall removed config or data"
 in_ns getent passwd edge-sensor >/dev/null || fail "uninstall removed the user"
-in_ns bash -c "cd '$PROJECT' && scripts/install.sh --no-start" >/dev/null 2>&1 || fail "reinstall"
+in_ns bash -c "cd /run/es-project && scripts/install.sh --no-start" >/dev/null 2>&1 || fail "reinstall"
 in_ns /opt/edge-sensor/scripts/uninstall.sh --purge >/dev/null
 in_ns test ! -e /etc/edge-sensor -a ! -e /var/lib/edge-sensor || fail "--purge left config or data"
 ! in_ns getent passwd edge-sensor >/dev/null || fail "--purge left the user"
