@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { expect, inject } from 'vitest';
 import { Mosquitto } from '../../helpers/mosquitto.js';
+import { NatsBroker } from '../../helpers/nats.js';
 import { FaultProxy } from '../../helpers/proxy.js';
 import { Ledger } from '../../helpers/subscriber.js';
 import { makeTmp, writeConfig } from '../../helpers/tmp.js';
@@ -272,6 +273,11 @@ export interface RunOptions {
   publishTimeoutMs?: number;
   /** readings added by inDrain() when the backlog has run low */
   refill?: number;
+  /**
+   * the broker: Mosquitto (MQTT 5, the default) or NATS with JetStream (MQTT 3.1.1: it stores a
+   * QoS 1 message before its PUBACK)
+   */
+  broker?: 'mosquitto' | 'nats';
 }
 
 export interface FaultMark {
@@ -325,10 +331,11 @@ const PREFIX = 'faults';
 export class FaultRun {
   readonly daemon = new DaemonProc();
   readonly faults: FaultMark[] = [];
-  mosq!: Mosquitto;
+  mosq!: Mosquitto | NatsBroker;
   /** the daemon always reaches the broker through it, whether the scenario injects network faults or not */
   proxy!: FaultProxy;
-  readonly tap = new WireTap();
+  readonly tap: WireTap;
+  readonly protocolVersion: 4 | 5;
   ledger!: Ledger;
   reader!: CommitReader;
   readonly dbPath: string;
@@ -345,6 +352,8 @@ export class FaultRun {
     this.batchSize = o.batchSize ?? 250;
     this.maxInFlight = o.maxInFlight ?? 8;
     this.publishTimeoutMs = o.publishTimeoutMs ?? 1000;
+    this.protocolVersion = o.broker === 'nats' ? 4 : 5;
+    this.tap = new WireTap(this.protocolVersion);
     const dbDir = o.dbDir ?? join(this.tmp.dir, 'db');
     this.dbPath = join(dbDir, 'f.db');
     this.configPath = join(this.tmp.dir, 'run.yaml');
@@ -371,10 +380,10 @@ export class FaultRun {
   }
 
   private async init(): Promise<void> {
-    this.mosq = await Mosquitto.start(join(this.dir, 'mosq'));
+    this.mosq = this.o.broker === 'nats' ? await NatsBroker.start(join(this.dir, 'nats')) : await Mosquitto.start(join(this.dir, 'mosq'));
     this.proxy = await new FaultProxy(this.mosq.port).listen();
     this.tap.attach(this.proxy);
-    this.ledger = await Ledger.start(this.mosq.url, `${PREFIX}/+/readings`);
+    this.ledger = await Ledger.start(this.mosq.url, `${PREFIX}/+/readings`, { protocolVersion: this.protocolVersion });
     this.writeConfigs(this.dbPath);
     if (this.o.prefill) this.prefill(this.o.prefill);
     this.reader = new CommitReader(this.dbPath);
@@ -385,7 +394,7 @@ export class FaultRun {
     const base = {
       device: { id: DEVICE },
       database: { path: dbPath, synchronous: this.o.synchronous ?? 'FULL' },
-      mqtt: { url: this.proxy.url, topicPrefix: PREFIX, keepaliveSec: 5, connectTimeoutMs: 1000 },
+      mqtt: { url: this.proxy.url, topicPrefix: PREFIX, keepaliveSec: 5, connectTimeoutMs: 1000, protocolVersion: this.protocolVersion },
       sync: {
         batchSize: this.batchSize,
         maxInFlight: this.maxInFlight,
@@ -711,7 +720,7 @@ export class Scenario {
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `${this.result.scenario}-run${runNo}-seed${this.result.seed}.log`);
     const faults = run.faults.map((f) => `${new Date(f.at).toISOString()} ${f.kind} resentBefore=${f.resentBefore}`).join('\n');
-    writeFileSync(file, `faults:\n${faults}\n\n${run.daemon.dump()}\n--- mosquitto:\n${run.mosq.log()}`);
+    writeFileSync(file, `faults:\n${faults}\n\n${run.daemon.dump()}\n--- broker:\n${run.mosq.log()}`);
     console.log(`[${this.result.scenario}] logs of run ${runNo} kept in ${file}`);
   }
 

@@ -47,6 +47,7 @@ const ORDER = [
   'daemon-kill',
   'sigterm',
   'broker-kill',
+  'broker-kill-nats',
   'broker-stop',
   'broker-freeze',
   'partition',

@@ -26,6 +26,9 @@ export class WireTap {
   readonly acked: AckedBatch[] = [];
   private readonly connections = new Map<number, Connection>();
 
+  /** the MQTT version the daemon speaks through the proxy (packets are parsed accordingly) */
+  constructor(private readonly protocolVersion: 4 | 5 = 5) {}
+
   attach(proxy: FaultProxy): this {
     proxy.tap = (id, direction, data) => this.feed(id, direction, data);
     return this;
@@ -34,7 +37,8 @@ export class WireTap {
   private connection(id: number): Connection {
     let c = this.connections.get(id);
     if (c) return c;
-    const conn: Connection = { up: mqttPacket.parser({ protocolVersion: 5 }), down: mqttPacket.parser({ protocolVersion: 5 }), inFlight: new Map() };
+    const v = this.protocolVersion;
+    const conn: Connection = { up: mqttPacket.parser({ protocolVersion: v }), down: mqttPacket.parser({ protocolVersion: v }), inFlight: new Map() };
     conn.up.on('packet', (p) => {
       if (p.cmd !== 'publish' || p.qos !== 1 || p.messageId === undefined) return;
       const batch = describeBatch(p.payload);
