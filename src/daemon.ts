@@ -475,6 +475,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
     this.store.logEvent(online ? 'went_online' : 'went_offline', { by: 'operator' });
     if (online) {
       this.log.info('going online (operator)');
+      this.status?.resume();
       this.sync.setPaused(false);
       const link = this.link;
       const connected = new Promise<void>((resolve) => {
@@ -492,7 +493,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
       this.log.info('going offline (operator): finishing in-flight batches, then disconnecting');
       this.sync.setPaused(true);
       await this.sync.drain(this.config.sync.shutdownTimeoutMs);
-      await this.status?.publishNow({ state: 'offline', reason: 'offline by choice', mode: 'offline-by-choice' });
+      await this.status?.goodbye({ state: 'offline', reason: 'offline by choice', mode: 'offline-by-choice' });
       await this.link.pause();
     }
     this.saveState();
@@ -539,7 +540,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
         if (!r.settled) this.log.warn({ inFlightBatches: r.inFlight }, 'stopping with batches unacknowledged; their rows stay pending');
         this.sync.stop();
       }
-      if (this.link?.connected) await this.status?.publishNow({ state: 'offline', reason: 'shutdown' });
+      if (this.link?.connected) await this.status?.goodbye({ state: 'offline', reason: 'shutdown' });
       this.status?.stop();
       await this.link?.stop();
       // let the rejections of batches cut off by the disconnect record their attempt

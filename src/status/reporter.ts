@@ -30,6 +30,8 @@ export interface StatusPublisher {
 export class StatusReporter {
   private timer?: NodeJS.Timeout;
   private stopped = false;
+  /** after a goodbye: no periodic or on-connect status until resume() (it would say "online" after it) */
+  private quiet = false;
   published = 0;
 
   constructor(
@@ -40,9 +42,11 @@ export class StatusReporter {
   ) {}
 
   start(): void {
-    this.link.on('connect', () => void this.publishNow());
+    this.link.on('connect', () => {
+      if (!this.quiet) void this.publishNow();
+    });
     this.timer = setInterval(() => {
-      if (this.link.connected) void this.publishNow();
+      if (this.link.connected && !this.quiet) void this.publishNow();
     }, this.opts.intervalMs);
     this.timer.unref();
   }
@@ -65,6 +69,21 @@ export class StatusReporter {
       this.log.debug({ err: (err as Error).message }, 'status publish failed');
       return false;
     }
+  }
+
+  /**
+   * The last word before going offline (shutdown, offline by choice): from now on nothing
+   * periodic is published, so that a status taken a moment earlier cannot arrive after it and
+   * leave "online" retained on the broker.
+   */
+  goodbye(override: Partial<StatusPayload>): Promise<boolean> {
+    this.quiet = true;
+    return this.publishNow(override);
+  }
+
+  /** Periodic and on-connect status again (going online after offline by choice). */
+  resume(): void {
+    this.quiet = false;
   }
 
   stop(): void {

@@ -38,8 +38,9 @@ export class DiskGuard {
   private accepting = true;
   /** what the slices of one stretch over a limit did, logged once at its end */
   private stretch = { syncedDeleted: 0, dropped: 0 };
-  /** bytes one write adds (the largest recent growth between two writes, decaying) */
+  /** bytes one write adds (the largest growth of the last writes, with a margin) */
   private growth = 0;
+  private readonly recentGrowth: number[] = [];
   private lastWriteSize?: number;
   private readonly deleteSyncedChunk;
   private readonly pageSize: number;
@@ -78,8 +79,15 @@ export class DiskGuard {
     return Math.min(this.opts.minFreeDiskBytes, Math.floor(total / 10));
   }
 
-  private measure(): { size: number; free: number | undefined; watermark: number; excess: number; toLowWater: number } {
-    const size = this.store.fileBytes();
+  /**
+   * `size` is the database file and its WAL; `need` counts the WAL twice, because a checkpoint
+   * copies its pages into the database file before it truncates the WAL: for that moment the
+   * files take that much, and a cap that is to hold at every moment must leave room for it.
+   */
+  private measure(): { size: number; need: number; free: number | undefined; watermark: number; excess: number; toLowWater: number } {
+    const f = this.store.fileSizes();
+    const size = f.db + f.wal;
+    const need = f.db + 2 * f.wal;
     let free: number | undefined;
     let watermark = 0;
     if (this.opts.minFreeDiskBytes > 0) {
@@ -91,14 +99,14 @@ export class DiskGuard {
         free = undefined;
       }
     }
-    const overCap = this.opts.maxDatabaseBytes > 0 ? size + this.growth - this.opts.maxDatabaseBytes : 0;
+    const overCap = this.opts.maxDatabaseBytes > 0 ? need + this.growth - this.opts.maxDatabaseBytes : 0;
     const underFree = free !== undefined ? watermark - free : 0;
     // once over a limit, free space down to a low-water mark so that the next readings do not
     // trip it again at once (room = 10% of the cap, or 10% of the watermark plus 1 MB)
-    const overLow = this.opts.maxDatabaseBytes > 0 ? size + this.growth - this.opts.maxDatabaseBytes * 0.9 : 0;
+    const overLow = this.opts.maxDatabaseBytes > 0 ? need + this.growth - this.opts.maxDatabaseBytes * 0.9 : 0;
     const underLow = free !== undefined ? watermark * 1.1 + Math.min(1_000_000, watermark) - free : 0;
     const excess = Math.max(0, overCap, underFree);
-    return { size, free, watermark, excess, toLowWater: Math.max(0, overLow, underLow) };
+    return { size, need, free, watermark, excess, toLowWater: Math.max(0, overLow, underLow) };
   }
 
   /**
@@ -110,9 +118,13 @@ export class DiskGuard {
     if (!this.enabled) return false;
     // how much one write (and the acknowledgements since the one before) adds: the cap is held
     // that far ahead, so that the next write lands under it rather than past it
-    const size = this.store.fileBytes();
-    const grew = this.lastWriteSize === undefined ? 0 : size - this.lastWriteSize;
-    this.growth = grew > 0 ? Math.max(grew, this.growth * 0.9) : this.growth * 0.95;
+    const f = this.store.fileSizes();
+    const size = f.db + 2 * f.wal; // as measure() counts it
+    const grew = this.lastWriteSize === undefined ? 0 : Math.max(0, size - this.lastWriteSize);
+    this.recentGrowth.push(grew);
+    if (this.recentGrowth.length > 8) this.recentGrowth.shift();
+    // the largest of the last few, with a quarter more: one larger tick must still fit
+    this.growth = Math.max(...this.recentGrowth) * 1.25;
     this.lastWriteSize = size;
     return this.measure().excess > 0;
   }
@@ -144,24 +156,27 @@ export class DiskGuard {
     const freed = () => this.store.pageStats().freePages * this.pageSize;
     // at least one chunk per call, more while the slice lasts
     const inTime = () => performance.now() < deadline;
+    // a delete needs WAL room for the pages it changes: chunks of at most a twentieth of the cap,
+    // so that bringing the file under the cap does not push it over on the way
+    const chunk = this.opts.maxDatabaseBytes > 0 ? Math.max(100, Math.min(CHUNK, Math.floor(this.opts.maxDatabaseBytes / 20 / this.bytesPerRow()))) : CHUNK;
     // 1. synced rows, oldest first, whatever their age
     let syncedLeft = true;
     while (m.toLowWater - freed() > 0) {
-      const n = this.deleteSyncedChunk.run(CHUNK).changes;
+      const n = this.deleteSyncedChunk.run(chunk).changes;
       syncedDeleted += n;
       // each chunk given back at once: a delete needs WAL room, and chunks piling up in the WAL
       // would push the file past the cap while it is being brought under it
       givenBack += this.giveBack();
       m = this.measure();
-      if (n < CHUNK) syncedLeft = false;
+      if (n < chunk) syncedLeft = false;
       if (!syncedLeft || !inTime()) break;
     }
     // 2. only unsynced rows left (or not enough synced ones)
     if (!syncedLeft && (inTime() || syncedDeleted === 0) && m.excess - freed() > 0) {
       if (this.opts.onFull === 'drop-oldest') {
-        const reason = this.opts.maxDatabaseBytes > 0 && m.size > this.opts.maxDatabaseBytes ? 'database cap' : 'low disk space';
+        const reason = this.opts.maxDatabaseBytes > 0 && m.need + this.growth > this.opts.maxDatabaseBytes ? 'database cap' : 'low disk space';
         while (m.toLowWater - freed() > 0) {
-          const n = Math.max(100, Math.min(CHUNK, Math.ceil((m.toLowWater - freed()) / this.bytesPerRow())));
+          const n = Math.max(100, Math.min(chunk, Math.ceil((m.toLowWater - freed()) / this.bytesPerRow())));
           const r = this.store.dropOldestUnsynced(n, reason, protect, nowMs);
           dropped += r.count;
           givenBack += this.giveBack();
@@ -176,7 +191,7 @@ export class DiskGuard {
     givenBack += this.giveBack();
     m = this.measure();
     // what the next write adds is measured from here, not from before this shrinking
-    this.lastWriteSize = m.size;
+    this.lastWriteSize = m.need;
     if (m.excess === 0 && !this.accepting && this.hasRoom(m)) {
       this.accepting = true;
       this.log.warn({ sizeBytes: m.size, freeBytes: m.free }, 'room again: storing readings again');
@@ -195,8 +210,8 @@ export class DiskGuard {
     return { sizeBytes: m.size, freeBytes: m.free, syncedDeleted, dropped, accepting: this.accepting, more };
   }
 
-  private hasRoom(m: { size: number; free: number | undefined; watermark: number }): boolean {
-    const capOk = this.opts.maxDatabaseBytes === 0 || m.size + this.growth < this.opts.maxDatabaseBytes * 0.9;
+  private hasRoom(m: { need: number; free: number | undefined; watermark: number }): boolean {
+    const capOk = this.opts.maxDatabaseBytes === 0 || m.need + this.growth < this.opts.maxDatabaseBytes * 0.9;
     const freeOk = m.free === undefined || m.free > m.watermark * 1.1 + Math.min(1_000_000, m.watermark);
     return capOk && freeOk;
   }

@@ -255,15 +255,20 @@ export class Store {
 
   /** Bytes on disk: the database plus its write-ahead log. */
   fileBytes(): number {
-    let n = 0;
-    for (const suffix of ['', '-wal']) {
+    const f = this.fileSizes();
+    return f.db + f.wal;
+  }
+
+  /** The database file and its write-ahead log, each (0 for a file that is not there). */
+  fileSizes(): { db: number; wal: number } {
+    const size = (p: string) => {
       try {
-        n += statSync(this.path + suffix).size;
+        return statSync(p).size;
       } catch {
-        /* no WAL right now */
+        return 0;
       }
-    }
-    return n;
+    };
+    return { db: size(this.path), wal: size(this.path + '-wal') };
   }
 
   getConfig(key: string): string | undefined {
