@@ -286,7 +286,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
       // these readings get seqs and are announced upstream as a dropped range
       try {
         this.store.recordRefused(count, 'storage full (stop-sampling)', this.now());
-        void this.announcer?.announce();
+        this.announcer?.announceSoon(5000);
         return;
       } catch {
         /* not even that could be written: counted as lost below */
@@ -533,6 +533,7 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
       clearInterval(this.retentionTimer);
       clearInterval(this.guardTimer);
       clearTimeout(this.guardSoon);
+      this.announcer?.stop();
       let unsettled = 0;
       if (this.sync) {
         const r = await this.sync.drain(this.config.sync.shutdownTimeoutMs);

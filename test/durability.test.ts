@@ -14,7 +14,7 @@ import { FaultProxy } from './helpers/proxy.js';
 import { Ledger } from './helpers/subscriber.js';
 import { fill } from './helpers/stack.js';
 import { makeTmp } from './helpers/tmp.js';
-import { daemonConfig } from './helpers/daemon-config.js';
+import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
 import { CLI, runCli, sleep, spawnCli, waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
@@ -422,7 +422,8 @@ describe('a daemon fed faster than its uplink', () => {
     await sleep(3000); // a few ticks refused
     proxy.refuse(false);
     await waitFor(() => dropped.length > 0, 20_000, 'the refused ranges announced');
-    await sleep(2000);
+    // refusals that go on after the link is back are announced together, within 5 s
+    await waitFor(() => sqlValue(c.db, 'SELECT count(*) FROM dropped WHERE announced_at IS NULL') === 0, 20_000, 'every refused range announced');
     d.child.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
     const db = new Database(c.db, { readonly: true });

@@ -221,7 +221,6 @@ export class DiskGuard {
     return Math.max(50, this.store.pageStats().usedBytes / rows);
   }
 
-  /** Free pages back to the file system and the WAL truncated, so the file really shrinks. */
   /**
    * Free pages back to the file system (at most GIVE_BACK_PAGES a call: moving pages costs time)
    * and the WAL truncated, so the file really shrinks. Returns the pages given back.

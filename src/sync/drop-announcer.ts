@@ -14,6 +14,7 @@ export interface DropStore {
  */
 export class DropAnnouncer {
   private busy = false;
+  private soon?: NodeJS.Timeout;
 
   constructor(
     private readonly store: DropStore,
@@ -24,6 +25,24 @@ export class DropAnnouncer {
 
   start(): void {
     this.link.on('connect', () => void this.announce());
+  }
+
+  /**
+   * Announces within delayMs, once for everything recorded meanwhile: refusals under
+   * stop-sampling come a tick at a time, and one message per tick would be chatter.
+   */
+  announceSoon(delayMs: number): void {
+    if (this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      void this.announce();
+    }, delayMs);
+    this.soon.unref();
+  }
+
+  stop(): void {
+    clearTimeout(this.soon);
+    this.soon = undefined;
   }
 
   /** Sends every unannounced drop record (1,000 ranges per message). Never throws. */
