@@ -105,7 +105,7 @@ describe('disk guard', () => {
     expect(g.check().accepting).toBe(false);
     expect(unsynced(s)).toBe(20_000); // nothing dropped
     s.markSynced(Array.from({ length: 15_000 }, (_, i) => i + 1));
-    expect(g.check().accepting).toBe(true);
+    expect(checkAll(g).accepting).toBe(true); // in as many slices as a slow machine needs
     s.close();
   });
 

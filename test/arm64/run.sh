@@ -127,7 +127,7 @@ tar -C "$repo" --exclude=./node_modules --exclude=./.git --exclude=./dist --excl
 # hard links: a private node_modules per run at no copying cost (a symlink would make vite
 # resolve files outside the project root)
 cp -al "$mods/node_modules" "$work/node_modules" 2>/dev/null || cp -a "$mods/node_modules" "$work/node_modules"
-(cd "$work" && node node_modules/typescript/bin/tsc -p tsconfig.build.json)
+(cd "$work" && node node_modules/typescript/bin/tsc -p tsconfig.build.json && node scripts/build-info.mjs)
 
 # --- 7. run, with the arm64 node first in PATH ----------------------------------------------------
 bin=$work/.arm64-bin; mkdir -p "$bin"; ln -s "$arm_node" "$bin/node"
