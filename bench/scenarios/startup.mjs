@@ -29,14 +29,14 @@ function newRowProbe(db, above) {
   };
 }
 
-export async function startupOnce(ctx, { backlog, n }) {
+export async function startupOnce(ctx, { backlog, n, pin }) {
   const db = join(ctx.workDir, backlog ? 'start-backlog.db' : 'start-empty.db');
   for (const s of ['', '-wal', '-shm']) rmSync(db + s, { force: true });
   if (backlog) copyDb(backlog, db);
   const device = backlog ? 'start-backlog' : 'start-empty';
   const cfg = daemonConfig(ctx.workDir, { db, url: ctx.broker.url, device, sensors: SENSOR });
   const probe = newRowProbe(db, backlog ? n : 0);
-  const proc = startDaemon(cfg);
+  const proc = startDaemon(cfg, { pin });
   try {
     await waitFor(probe, 60_000, 'first committed reading', 2);
     return performance.now() - proc.spawnedAt;
