@@ -780,7 +780,7 @@ export function describeLost(rows: RunOutcome['lostRows']): string {
     const state = (r: typeof a) => (r.vanished ? 'vanished' : r.synced ? `synced at ${r.syncedAt}` : 'pending') + `, retries ${r.retries ?? '?'}`;
     // after a power cut under NORMAL a seq can be taken again by a new reading: same seq, same range
     if (!b || b.seq > a.seq + 1 || state(b) !== state(a)) {
-      groups.push(`seq ${sorted[start].seq}-${a.seq} (${i - start}; ${state(a)})`);
+      groups.push(`seq ${sorted[start].seq}-${a.seq} (${i - start} readings${i - start > a.seq - sorted[start].seq + 1 ? ', seqs taken again after a cut' : ''}; ${state(a)})`);
       start = i;
     }
   }
