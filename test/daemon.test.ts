@@ -96,6 +96,35 @@ describe('daemon as a child process', () => {
     expect(fatal[0]).toMatch(/cannot (open|create) database/);
   });
 
+  it('a database folder on a file system that refuses folders (/proc) fails at once instead of hanging', async () => {
+    // Node's recursive mkdirSync spins forever there; the daemon must exit with one clear error
+    const c = config('procpath', { database: { path: `/proc/edge-sensor-test-${process.pid}/edge.db` } });
+    const started = Date.now();
+    const r = await runCli(['run', '--config', c.path], {}, undefined, 15_000);
+    expect(r.signal, 'the daemon had to be killed: it hung').toBeNull();
+    expect(r.code).toBe(73);
+    const fatal = r.stdout.split('\n').filter((l) => l.includes('"level":60'));
+    expect(fatal).toHaveLength(1);
+    expect(fatal[0]).toMatch(/cannot create database .*mkdir/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  it('missing folders above the database are made, closed to other users', async () => {
+    const path = join(tmp.dir, 'deep', 'er', 'edge.db');
+    const c = config('deep', { database: { path }, sensors: [] });
+    const d = spawnCli(['run', '--config', c.path]);
+    await waitFor(() => d.stdout().includes('sampling started'), 15_000, 'daemon start');
+    d.child.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    const { statSync } = await import('node:fs');
+    // 0750 (less under a stricter umask): nothing for other users
+    for (const dir of [join(tmp.dir, 'deep'), join(tmp.dir, 'deep', 'er')]) {
+      expect(statSync(dir).isDirectory()).toBe(true);
+      expect(statSync(dir).mode & 0o027).toBe(0);
+    }
+    expect(statSync(path).mode & 0o077).toBe(0);
+  });
+
   it('a file that is not a database is refused, not overwritten', async () => {
     const notDb = join(tmp.dir, 'notes.txt');
     writeFileSync(notDb, 'my shopping list\n');

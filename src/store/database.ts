@@ -1,6 +1,7 @@
-import { closeSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { mkdirp } from '../util/mkdirp.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 
 export type SqliteDb = Database.Database;
@@ -66,7 +67,7 @@ function prepareFile(path: string, create: boolean): void {
     }
     if (!create) throw new StoreOpenError('missing', path, `no database at ${path} (has the daemon run with this config?)`);
     try {
-      mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+      mkdirp(dirname(path), 0o750);
       // created by us, readable by the owner only; SQLite gives -wal and -shm the same mode
       closeSync(openSync(path, 'a', 0o600));
     } catch (e) {
