@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeTmp } from './helpers/tmp.js';
@@ -107,6 +107,17 @@ describe('daemon as a child process', () => {
     expect(fatal).toHaveLength(1);
     expect(fatal[0]).toMatch(/cannot create database .*mkdir/);
     expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  it('a database path that names a folder gets an error saying so', async () => {
+    const dir = join(tmp.dir, 'data');
+    mkdirSync(dir);
+    const c = config('dirpath', { database: { path: dir } });
+    const r = await runCli(['run', '--config', c.path]);
+    expect(r.code).toBe(73);
+    const fatal = r.stdout.split('\n').filter((l) => l.includes('"level":60'));
+    expect(fatal).toHaveLength(1);
+    expect(JSON.parse(fatal[0]).msg).toMatch(/cannot open database .*data: it is a folder/);
   });
 
   it('missing folders above the database are made, closed to other users', async () => {

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { mkdirp } from '../util/mkdirp.js';
@@ -41,13 +41,8 @@ export interface OpenOptions {
   readonly?: boolean;
 }
 
-function readHeader(path: string): Buffer | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return undefined;
-  }
+function readHeader(path: string): Buffer {
+  const fd = openSync(path, 'r');
   try {
     const buf = Buffer.alloc(16);
     const n = readSync(fd, buf, 0, 16, 0);
@@ -58,9 +53,9 @@ function readHeader(path: string): Buffer | undefined {
 }
 
 function prepareFile(path: string, create: boolean): void {
-  let size: number;
+  let st: Stats;
   try {
-    size = statSync(path).size;
+    st = statSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new StoreOpenError('cannot-open', path, `cannot open database ${path}: ${(err as Error).message}`, { cause: err });
@@ -75,9 +70,17 @@ function prepareFile(path: string, create: boolean): void {
     }
     return;
   }
-  if (size === 0) return;
-  const header = readHeader(path);
-  if (!header || header.length < 16 || !header.equals(SQLITE_HEADER)) {
+  if (st.isDirectory()) {
+    throw new StoreOpenError('cannot-open', path, `cannot open database ${path}: it is a folder (database.path names the database file, e.g. ${path}/edge-sensor.db)`);
+  }
+  if (st.size === 0) return;
+  let header: Buffer;
+  try {
+    header = readHeader(path);
+  } catch (err) {
+    throw new StoreOpenError('cannot-open', path, `cannot open database ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (header.length < 16 || !header.equals(SQLITE_HEADER)) {
     throw new StoreOpenError('foreign', path, `${path} is not an SQLite database; refusing to touch it`);
   }
 }
