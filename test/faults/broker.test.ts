@@ -43,16 +43,19 @@ describe('fault: the broker fails', () => {
     }, { reconnects: true, brokerMayLose: true });
   });
 
-  // The same kill -9 against a broker that stores a QoS 1 message before it acknowledges it: with
-  // the broker not the weak link, nothing the broker acknowledged may be missing at the end.
-  it.skipIf(!hasNats)('broker-kill-nats: NATS (JetStream) killed (-9) during a drain and restarted; nothing lost', async () => {
-    const sc = new Scenario('broker-kill-nats', 'NATS server with JetStream (MQTT 3.1.1; QoS 1 stored before the PUBACK) kill -9 during a drain, restarted after 0-2 s');
+  // The same kill -9 against NATS, whose JetStream stores a QoS 1 message before it acknowledges
+  // it. It lost nothing the daemon sent in two campaigns of 20 kills and, in a third, 1,250 readings
+  // PUBACKed in the millisecond of a kill (NATS 2.9's file store writes behind its
+  // acknowledgements): like Mosquitto's, such losses are the broker's, reported apart, not failed.
+  // The daemon's own losses (no PUBACK seen on the wire) still fail the scenario.
+  it.skipIf(!hasNats)('broker-kill-nats: NATS (JetStream) killed (-9) during a drain and restarted; the daemon loses nothing', async () => {
+    const sc = new Scenario('broker-kill-nats', 'NATS server with JetStream (MQTT 3.1.1) kill -9 during a drain, restarted after 0-2 s');
     await brokerScenario(sc, async (run) => {
       run.markFault('broker kill -9');
       await run.mosq.kill();
       await sleep(sc.rng.between(0, 2000));
       await run.mosq.start();
-    }, { reconnects: true, broker: 'nats' });
+    }, { reconnects: true, brokerMayLose: true, broker: 'nats' });
   });
 
   it('broker-stop: Mosquitto stopped for longer than the publish timeout', async () => {

@@ -742,7 +742,8 @@ export class Scenario {
   /**
    * Writes the row, then holds the scenario to the promise: nothing lost, nothing vanished,
    * duplicates bounded. `brokerMayLose`: the scenario crashes the broker, which acknowledges a
-   * publish before it has saved or delivered it (Mosquitto); such losses are reported, not failed.
+   * publish before it has saved or delivered it (Mosquitto; NATS now and then); such losses are
+   * reported, not failed.
    */
   finish(opts: { brokerMayLose?: boolean; measureOnly?: boolean } = {}): void {
     const r = this.result;
