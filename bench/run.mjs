@@ -306,15 +306,17 @@ function table(r) {
   const n0 = (v) => (v == null ? '-' : Math.round(v).toLocaleString('en-US'));
   const n1 = (v) => (v == null ? '-' : (Math.round(v * 10) / 10).toLocaleString('en-US'));
   const rng = (sec, k, f = n0) => (sec?.min?.[k] == null ? '' : `${f(sec.min[k])}–${f(sec.max[k])}`);
+  /** min–max of one summarize() result */
+  const span = (x, f = n0) => `${f(x.min)}–${f(x.max)}`;
   const t = (name) => targets.find((x) => x.name.startsWith(name));
   if (r.ingest) {
     row(`ingest, readings/s (${r.ingest.readings_per_transaction}/transaction, FULL)`, n0(r.ingest.readings_per_s), rng(r.ingest, 'readings_per_s'), `raw ${n0(r.ingest.raw_readings_per_s)}`, r.ingest.ratio.toFixed(2), '>= 0.8', t('ingest')?.met);
     for (const [tx, x] of Object.entries(r.ingest.by_tx)) {
       if (Number(tx) === r.ingest.readings_per_transaction) continue;
-      row(`  ingest, ${tx}/transaction`, n0(x.readings_per_s.median), `${n0(x.readings_per_s.min)}–${n0(x.readings_per_s.max)}`, `raw ${n0(x.raw_readings_per_s.median)}`, x.ratio.toFixed(2), '', undefined);
+      row(`  ingest, ${tx}/transaction`, n0(x.readings_per_s.median), span(x.readings_per_s), `raw ${n0(x.raw_readings_per_s.median)}`, x.ratio.toFixed(2), '', undefined);
     }
     const ip = r.ingest.pinned_1000;
-    if (ip) row('  ingest, 1000/transaction, pinned to one core', n0(ip.readings_per_s.median), `${n0(ip.readings_per_s.min)}–${n0(ip.readings_per_s.max)}`, `raw ${n0(ip.raw_readings_per_s.median)}`, ip.ratio.toFixed(2), '', undefined);
+    if (ip) row('  ingest, 1000/transaction, pinned to one core', n0(ip.readings_per_s.median), span(ip.readings_per_s), `raw ${n0(ip.raw_readings_per_s.median)}`, ip.ratio.toFixed(2), '', undefined);
   }
   if (r.drain) {
     row(`drain ${n0(r.drain.readings)} pending, readings/s`, n0(r.drain.readings_per_s), rng(r.drain, 'readings_per_s'), `reference loop ${n0(r.drain.raw_readings_per_s)}`, r.drain.ratio_raw.toFixed(2), '>= 0.8', t('drain / reference')?.met);
@@ -329,7 +331,7 @@ function table(r) {
   if (r.idle) row(`idle RSS, MB (default sensors, after ${r.idle.after_s} s)`, n1(r.idle.rss_mb), rng(r.idle, 'rss_mb', n1), '', '', '<= 60', t('idle RSS')?.met);
   if (r.startup) row(`start-up to first committed reading, ms`, n0(r.startup.ms_backlog), rng(r.startup, 'ms_backlog'), `empty ${n0(r.startup.ms_empty)} (${rng(r.startup, 'ms_empty')})`, r.startup.ratio.toFixed(2), '<= 2', t('start-up')?.met);
   const sp = r.startup?.pinned;
-  if (sp) row('  pinned to one core, ms', n0(sp.ms_backlog.median), `${n0(sp.ms_backlog.min)}–${n0(sp.ms_backlog.max)}`, `empty ${n0(sp.ms_empty.median)} (${n0(sp.ms_empty.min)}–${n0(sp.ms_empty.max)})`, sp.ratio.toFixed(2), '', undefined);
+  if (sp) row('  pinned to one core, ms', n0(sp.ms_backlog.median), span(sp.ms_backlog), `empty ${n0(sp.ms_empty.median)} (${span(sp.ms_empty)})`, sp.ratio.toFixed(2), '', undefined);
   if (r.steady) {
     const cd = r.steady.collectd;
     row('steady CPU per reading, µs (10 sensors at 1 Hz, one core)', n1(r.steady.cpu_us_per_reading), rng(r.steady, 'cpu_us_per_reading', n1), typeof cd.cpu_us_per_value === 'number' ? `collectd ${n1(cd.cpu_us_per_value)}/value` : `collectd: ${cd.skipped}`, typeof cd.cpu_us_per_value === 'number' ? (r.steady.cpu_us_per_reading / cd.cpu_us_per_value).toFixed(2) : '', '<= 1', t('CPU per reading')?.met);
@@ -353,7 +355,7 @@ function table(r) {
     row('wire bytes per reading, gzip (batches of 500)', n1(r.wire.compressed_bytes_per_reading), rng(r.wire, 'compressed_bytes_per_reading', n1), `uncompressed ${n1(r.wire.bytes_per_reading)}`, '', '<= 40', t('bytes per reading')?.met);
     const l = r.wire.link_1mbit;
     if (l?.none) {
-      for (const c of ['none', 'gzip']) row(`  through 1 Mbit/s (tc tbf), ${c}`, `${n0(l[c].readings_per_s.median)}/s`, `${n0(l[c].readings_per_s.min)}–${n0(l[c].readings_per_s.max)}`, `payload ${(l[c].payload_utilisation.median * 100).toFixed(0)}% of the link, wire ${(l[c].link_utilisation.median * 100).toFixed(0)}%`, '', '', undefined);
+      for (const c of ['none', 'gzip']) row(`  through 1 Mbit/s (tc tbf), ${c}`, `${n0(l[c].readings_per_s.median)}/s`, span(l[c].readings_per_s), `payload ${(l[c].payload_utilisation.median * 100).toFixed(0)}% of the link, wire ${(l[c].link_utilisation.median * 100).toFixed(0)}%`, '', '', undefined);
     } else if (l?.skipped) row('  through 1 Mbit/s', 'skipped', '', l.skipped, '', '', undefined);
   }
   const head = ['Figure', 'Median', 'Min–max', 'Reference', 'Ratio', 'Target', ''];

@@ -41,6 +41,10 @@ export interface OpenOptions {
   readonly?: boolean;
 }
 
+function cannotOpen(path: string, err: unknown): StoreOpenError {
+  return new StoreOpenError('cannot-open', path, `cannot open database ${path}: ${(err as Error).message}`, { cause: err });
+}
+
 function readHeader(path: string): Buffer {
   const fd = openSync(path, 'r');
   try {
@@ -58,7 +62,7 @@ function prepareFile(path: string, create: boolean): void {
     st = statSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new StoreOpenError('cannot-open', path, `cannot open database ${path}: ${(err as Error).message}`, { cause: err });
+      throw cannotOpen(path, err);
     }
     if (!create) throw new StoreOpenError('missing', path, `no database at ${path} (has the daemon run with this config?)`);
     try {
@@ -78,7 +82,7 @@ function prepareFile(path: string, create: boolean): void {
   try {
     header = readHeader(path);
   } catch (err) {
-    throw new StoreOpenError('cannot-open', path, `cannot open database ${path}: ${(err as Error).message}`, { cause: err });
+    throw cannotOpen(path, err);
   }
   if (header.length < 16 || !header.equals(SQLITE_HEADER)) {
     throw new StoreOpenError('foreign', path, `${path} is not an SQLite database; refusing to touch it`);
@@ -97,7 +101,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): SqliteDb {
   try {
     db = new Database(path, { readonly, fileMustExist: true, timeout: opts.busyTimeoutMs ?? 5000 });
   } catch (err) {
-    throw new StoreOpenError('cannot-open', path, `cannot open database ${path}: ${(err as Error).message}`, { cause: err });
+    throw cannotOpen(path, err);
   }
   try {
     checkOwnership(db, path, readonly);
@@ -117,7 +121,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): SqliteDb {
     if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
       throw new StoreOpenError('corrupt', path, `database ${path} is damaged: ${(err as Error).message}`, { cause: err });
     }
-    throw new StoreOpenError('cannot-open', path, `cannot open database ${path}: ${(err as Error).message}`, { cause: err });
+    throw cannotOpen(path, err);
   }
 }
 

@@ -12,9 +12,7 @@ export function mkdirp(dir: string, mode: number): void {
   const missing: string[] = [];
   for (let d = dir; ; d = dirname(d)) {
     try {
-      if (!statSync(d).isDirectory()) {
-        throw Object.assign(new Error(`ENOTDIR: ${d} is not a folder`), { code: 'ENOTDIR', path: d });
-      }
+      statSync(d); // there: a file in the way makes the mkdir or open below fail with ENOTDIR
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

@@ -45,8 +45,8 @@ describe('fault: the broker fails', () => {
 
   // The same kill -9 against NATS, whose JetStream stores a QoS 1 message before it acknowledges
   // it. It lost nothing the daemon sent in two campaigns of 20 kills and, in a third, 1,250 readings
-  // PUBACKed in the millisecond of a kill (NATS 2.9's file store writes behind its
-  // acknowledgements): like Mosquitto's, such losses are the broker's, reported apart, not failed.
+  // PUBACKed in the millisecond of a kill (why was not investigated): like Mosquitto's, such
+  // losses are the broker's, reported apart, not failed.
   // The daemon's own losses (no PUBACK seen on the wire) still fail the scenario.
   it.skipIf(!hasNats)('broker-kill-nats: NATS (JetStream) killed (-9) during a drain and restarted; the daemon loses nothing', async () => {
     const sc = new Scenario('broker-kill-nats', 'NATS server with JetStream (MQTT 3.1.1) kill -9 during a drain, restarted after 0-2 s');
