@@ -48,6 +48,33 @@ while [ $# -gt 0 ]; do
 done
 
 log() { printf 'install: %s\n' "$*"; }
+# a path that needs no quoting stays as it is (the unit and the wrapper read as they always did)
+plain_path() { [[ $1 =~ ^[A-Za-z0-9/._+-]+$ ]]; }
+# one word for sh: '...', each ' inside written as '\''
+sh_quote() {
+  if plain_path "$1"; then printf '%s' "$1"; else printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; fi
+}
+# one word for a systemd command line: "..." with \ and " escaped, % and $ doubled (specifiers, variables)
+systemd_quote() {
+  local s=$1
+  if plain_path "$s"; then printf '%s' "$s"; return; fi
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//%/%%}
+  s=${s//\$/\$\$}
+  printf '"%s"' "$s"
+}
+# the shipped unit with ExecStart running $NODE (quoted for systemd) instead of /usr/bin/node
+with_node() {
+  local line q
+  q=$(systemd_quote "$NODE")
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in
+      "ExecStart=/usr/bin/node "*) printf 'ExecStart=%s %s\n' "$q" "${line#ExecStart=/usr/bin/node }" ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done <"$1"
+}
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
 # every change to the system goes through run, so that --dry-run shows the whole plan
 run() {
@@ -128,7 +155,8 @@ else
   PKG=$SRC # an unpacked tarball
 fi
 [ -f "$PKG/dist/cli/main.js" ] && [ -f "$PKG/systemd/edge-sensor.service" ] || die "$PKG is not an edge-sensor package (no dist/cli/main.js or systemd unit)"
-VERSION=$("$NODE" -p "require('$PKG/package.json').version")
+# paths go to node as arguments, never into its code: a folder named x'+require(...)+' is only a name
+VERSION=$("$NODE" -p 'require(process.argv[1]).version' "$PKG/package.json")
 
 # --- 2. stage the new version beside the old one, with its production dependencies ------------
 DEST=$ROOT$APP
@@ -228,10 +256,15 @@ run install -m 0644 "$DEST/config/service.yaml" "$ROOT$ETC/config.yaml.example"
 # systemd creates it too (StateDirectory=); creating it now lets the CLI run before the first start
 run install -d -m 0750 "${OWN_STATE[@]}" "$ROOT$STATE"
 
-sed -e "s#^ExecStart=/usr/bin/node #ExecStart=$NODE #" "$PKG/systemd/edge-sensor.service" >"$TMP/unit"
+with_node "$PKG/systemd/edge-sensor.service" >"$TMP/edge-sensor.service"
+if command -v systemd-analyze >/dev/null; then
+  # what was written is what systemd will read: a path it splits or expands fails here, not at boot
+  systemd-analyze verify "$TMP/edge-sensor.service" >"$TMP/verify" 2>&1 || { cat "$TMP/verify" >&2; die "the unit written for $NODE does not pass systemd-analyze verify"; }
+fi
 run install -d -m 0755 "$ROOT$(dirname "$UNIT")"
-run install -m 0644 "$TMP/unit" "$ROOT$UNIT"
+run install -m 0644 "$TMP/edge-sensor.service" "$ROOT$UNIT"
 
+QNODE=$(sh_quote "$NODE")
 cat >"$TMP/cli" <<EOF
 #!/bin/sh
 # edge-sensor's CLI for the installed service (written by scripts/install.sh).
@@ -239,10 +272,11 @@ cat >"$TMP/cli" <<EOF
 # and the daemon's control socket in $STATE is reachable.
 export EDGE_SENSOR_CONFIG="\${EDGE_SENSOR_CONFIG:-$ETC/config.yaml}"
 if [ "\$(id -u)" = 0 ]; then
-  exec setpriv --reuid=$USER_NAME --regid=$USER_NAME --init-groups -- $NODE $APP/dist/cli/main.js "\$@"
+  exec setpriv --reuid=$USER_NAME --regid=$USER_NAME --init-groups -- $QNODE $APP/dist/cli/main.js "\$@"
 fi
-exec $NODE $APP/dist/cli/main.js "\$@"
+exec $QNODE $APP/dist/cli/main.js "\$@"
 EOF
+sh -n "$TMP/cli" || die "the CLI wrapper written for $NODE is not valid sh"
 run install -d -m 0755 "$ROOT$(dirname "$BIN")"
 run install -m 0755 "$TMP/cli" "$ROOT$BIN"
 

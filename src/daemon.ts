@@ -15,6 +15,7 @@ import { StatusReporter, type StatusPayload } from './status/reporter.js';
 import { ControlServer } from './control/server.js';
 import { defaultSocketPath } from './control/protocol.js';
 import { CLOCK_FLOOR_MS, VERSION } from './version.js';
+import { RateLimiter } from './util/rate-limit.js';
 
 export interface DaemonOptions {
   now?: () => number;
@@ -62,6 +63,9 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
   private stopping?: Promise<void>;
   private startedAt = 0;
   private offlineByChoice = false;
+  private syncing?: Promise<SyncReport>;
+  /** skipping the backoff: 3 at once, then one every 10 s */
+  private readonly forcedSyncs = new RateLimiter(3, 10_000);
 
   constructor(
     readonly config: Config,
@@ -361,8 +365,8 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
           await this.setOnline(false);
           return { link: this.linkView() };
         },
-        sync: (a) => this.syncNow(typeof a.timeoutMs === 'number' ? a.timeoutMs : 10_000),
-        requeue: (a) => ({ requeued: this.requeue(Array.isArray(a.ids) ? a.ids.map(String) : undefined) }),
+        sync: (a) => this.syncNow(a.timeoutMs ?? 10_000),
+        requeue: (a) => ({ requeued: this.requeue(a.ids) }),
         status: () => this.liveStatus(),
       },
       this.log.child({ module: 'control' }),
@@ -499,14 +503,25 @@ export class Daemon extends EventEmitter<{ damaged: [string] }> {
     this.saveState();
   }
 
-  /** Force a sync attempt now, skipping any backoff wait. */
-  async syncNow(timeoutMs: number): Promise<SyncReport> {
+  /**
+   * Force a sync attempt now, skipping any backoff wait. Requests that come while one runs share
+   * its report; skipping the backoff is rate-limited (a flood of requests would otherwise be a
+   * flood of broker connections): past the limit a request waits for the round as it comes.
+   */
+  syncNow(timeoutMs: number): Promise<SyncReport> {
+    this.syncing ??= this.runSync(timeoutMs).finally(() => (this.syncing = undefined));
+    return this.syncing;
+  }
+
+  private async runSync(timeoutMs: number): Promise<SyncReport> {
     if (!this.sync || !this.link) throw new Error('daemon not started');
     if (this.offlineByChoice) {
       return { ok: false, ackedRows: 0, ackedBatches: 0, pendingLeft: this.store?.countPending(), reason: 'offline by choice (run edge-sensor online first)' };
     }
-    this.link.connectNow();
-    const report = await this.sync.syncNow(timeoutMs);
+    const forced = this.forcedSyncs.take();
+    if (forced) this.link.connectNow();
+    const report = await this.sync.syncNow(timeoutMs, forced);
+    if (!forced) report.rateLimited = true;
     if (!report.ok && !this.link.connected && this.link.lastError) report.reason = `cannot reach broker: ${this.link.lastError}`;
     report.pendingLeft = this.store?.countPending();
     return report;

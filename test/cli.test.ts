@@ -67,7 +67,8 @@ describe('CLI without a running daemon', () => {
 
   it('record refuses a bad amount and changes nothing', async () => {
     const c = config('badamount');
-    for (const amount of ['lots', '', 'NaN']) {
+    // hex, binary and octal were stored as their values (0x10 as 16): decimal only
+    for (const amount of ['lots', '', 'NaN', '0x10', '0b11', '0o17', 'Infinity', '1_000']) {
       const r = await runCli(['record', ...c.args, '--amount', amount]);
       expect(r.code).toBe(64);
       expect(r.stderr).toMatch(/--amount expects a number/);

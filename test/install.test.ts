@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, lstatSync, readFileSync, readdirSync, writeFileSync, appendFileSync } from 'node:fs';
+import { accessSync, appendFileSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config/load.js';
@@ -169,5 +169,47 @@ describe('scripts/install.sh into a root folder', () => {
     expect(r.status).toBe(0);
     expect(existsSync(at('etc/edge-sensor'))).toBe(false);
     expect(existsSync(at('var/lib/edge-sensor'))).toBe(false);
+  });
+});
+
+describe('scripts/install.sh with hostile or awkward paths', () => {
+  it('never runs a package folder name as code, not even with --dry-run', () => {
+    // an unpacked package in a folder whose name is JavaScript that the old installer pasted into `node -p`
+    const evil = join(tmp.dir, `x'+require("child_process").execSync("touch PWNED")+'`);
+    mkdirSync(join(evil, 'scripts'), { recursive: true });
+    for (const f of ['package.json', 'scripts/install.sh']) copyFileSync(join(PROJECT, f), join(evil, f));
+    symlinkSync(join(PROJECT, 'dist'), join(evil, 'dist'));
+    symlinkSync(join(PROJECT, 'systemd'), join(evil, 'systemd'));
+    symlinkSync(join(PROJECT, 'config'), join(evil, 'config'));
+    const r = spawnSync('bash', [join(evil, 'scripts/install.sh'), '--root', join(tmp.dir, 'evil-root'), '--dry-run'], { cwd: tmp.dir, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout + r.stderr).toContain(`staging edge-sensor ${JSON.parse(readFileSync(join(PROJECT, 'package.json'), 'utf8')).version}`);
+    expect(r.status).toBe(0);
+    expect(existsSync(join(tmp.dir, 'PWNED'))).toBe(false);
+    expect(existsSync(join(PROJECT, 'PWNED'))).toBe(false);
+  });
+
+  it('quotes a node path with a space and an ampersand for systemd and for sh', () => {
+    const dir = join(tmp.dir, 'my node & co');
+    mkdirSync(dir);
+    const node = join(dir, 'node');
+    symlinkSync(process.execPath, node);
+    const root = join(tmp.dir, 'awkward-root');
+    const r = sh('install.sh', ['--root', root, '--node', node, '--no-start']);
+    expect(r.stderr + r.stdout).toMatch(/installed edge-sensor/);
+    expect(r.status).toBe(0);
+    const unit = join(root, 'etc/systemd/system/edge-sensor.service');
+    expect(one(unitFile(unit), 'ExecStart')).toMatch(new RegExp(`^"${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/node" --`));
+    if (hasAnalyze) {
+      const verify = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
+      expect((verify.stdout + verify.stderr).split('\n').filter((l) => l && !/dist\/cli\/main\.js|No such file/.test(l))).toEqual([]);
+    }
+    // the wrapper, pointed at the installed copy (and its non-root branch: no service user here), runs that node
+    const wrapper = readFileSync(join(root, 'usr/local/bin/edge-sensor'), 'utf8')
+      .replaceAll('/opt/edge-sensor', join(root, 'opt/edge-sensor'))
+      .replace('[ "$(id -u)" = 0 ]', '[ "$(id -u)" = nobody ]');
+    writeFileSync(join(tmp.dir, 'wrapper.sh'), wrapper);
+    const v = spawnSync('sh', [join(tmp.dir, 'wrapper.sh'), '--version'], { encoding: 'utf8' });
+    expect(v.stderr).toBe('');
+    expect(v.stdout.trim()).toBe(JSON.parse(readFileSync(join(PROJECT, 'package.json'), 'utf8')).version);
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
 import { encodeReadings, type WireBatch } from '../src/sync/payload.js';
-import { FLAG_CLOCK_SUSPECT } from '../src/store/store.js';
+import { FLAG_CLOCK_SUSPECT } from '../src/sensors/reading.js';
 import { Mosquitto } from './helpers/mosquitto.js';
 import { FaultProxy } from './helpers/proxy.js';
 import { Ledger } from './helpers/subscriber.js';

@@ -8,19 +8,20 @@ import { CliError, configOption, type Command } from './command.js';
 import { cliConfig, cliSecrets } from './context.js';
 import type { LinkSecrets } from '../config/secrets.js';
 import { describeConnectError } from '../mqtt/connect-errors.js';
+import { printable, printableJson } from '../util/printable.js';
 
 function time(ms: number): string {
   return new Date(ms).toISOString().slice(11, 23);
 }
 
-/** One line per event, for people. */
+/** One line per event, for people; every string that came from a device made printable first. */
 export function formatWatchEvent(e: WatchEvent): string {
-  const head = `${time(e.at)}  ${e.device.padEnd(16)}`;
+  const head = `${time(e.at)}  ${printable(e.device).padEnd(16)}`;
   switch (e.type) {
     case 'status': {
       const s = e.status;
-      const state = String(s.state ?? '?').toUpperCase();
-      const extra = s.state === 'offline' ? ` (${String(s.reason ?? '')})` : '';
+      const state = printable(s.state ?? '?').toUpperCase();
+      const extra = s.state === 'offline' ? ` (${printable(s.reason ?? '')})` : '';
       const nums = ['pending', 'parked', 'syncedTotal', 'lostTotal'].filter((k) => typeof s[k] === 'number').map((k) => `${k} ${String(s[k])}`);
       return `${head}  status  ${state}${extra}${nums.length ? '  ' + nums.join('  ') : ''}`;
     }
@@ -34,9 +35,9 @@ export function formatWatchEvent(e: WatchEvent): string {
       return `${head}  batch   ${String(e.rows).padStart(5)} readings  seq ${e.firstSeq}-${e.lastSeq}  delay ${formatDuration(Math.max(0, e.delayMs))}${e.maxDelayMs - e.delayMs > 1000 ? ` (oldest ${formatDuration(e.maxDelayMs)})` : ''}${flags.length ? '  ' + flags.join('  ') : ''}`;
     }
     case 'dropped':
-      return `${head}  DROPPED ${e.count} readings on the device (${e.reason ?? 'disk cap'}): seq ${e.ranges.map(([a, b]) => `${a}-${b}`).join(',')}`;
+      return `${head}  DROPPED ${printable(e.count)} readings on the device (${printable(e.reason ?? 'disk cap')}): seq ${e.ranges.map(([a, b]) => `${printable(a)}-${printable(b)}`).join(',')}`;
     case 'bad':
-      return `${head}  unreadable message: ${e.error}`;
+      return `${head}  unreadable message: ${printable(e.error)}`;
   }
 }
 
@@ -60,7 +61,7 @@ export const watchCommand: Command = {
     prefix ??= 'edge-sensor';
     if (values.protocol !== undefined && values.protocol !== '4' && values.protocol !== '5') throw new CliError('--protocol expects 4 or 5', EXIT.USAGE);
     const watcher = new FleetWatcher();
-    const out = (e: WatchEvent) => process.stdout.write((values.json ? JSON.stringify(e) : formatWatchEvent(e)) + '\n');
+    const out = (e: WatchEvent) => process.stdout.write((values.json ? printableJson(e) : formatWatchEvent(e)) + '\n');
     const opts: IClientOptions = {
       protocolVersion,
       clean: true,

@@ -1,12 +1,14 @@
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { FileTooLargeError, readFileCapped } from '../util/read-capped.js';
 import { configSchema, crossFieldProblems, LOG_LEVELS, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/default.yaml';
-/** sysexits.h EX_CONFIG: the configuration is wrong; restarting will not help. */
-export const EXIT_CONFIG = 78;
+/** A config is a few KB; anything near this is not one (--config /dev/zero). */
+export const CONFIG_MAX_BYTES = 1024 * 1024;
+/** Past this many problems the rest are counted, not listed: a wrong file can hold thousands. */
+const MAX_PROBLEMS_SHOWN = 50;
 
 export interface ConfigProblem {
   path: string;
@@ -18,7 +20,9 @@ export class ConfigError extends Error {
     readonly file: string,
     readonly problems: ConfigProblem[],
   ) {
-    super(`invalid configuration ${file}:\n` + problems.map((p) => `  - ${p.path || '(top level)'}: ${p.message}`).join('\n'));
+    const shown = problems.slice(0, MAX_PROBLEMS_SHOWN).map((p) => `  - ${p.path || '(top level)'}: ${p.message}`);
+    if (problems.length > MAX_PROBLEMS_SHOWN) shown.push(`  ... and ${problems.length - MAX_PROBLEMS_SHOWN} more problems`);
+    super(`invalid configuration ${file}:\n` + shown.join('\n'));
     this.name = 'ConfigError';
   }
 }
@@ -89,10 +93,20 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
 }
 
 function loadConfigFile(file: string): Config {
+  return parseConfig(readYamlMapping(file), file);
+}
+
+/**
+ * Reads a YAML file into a plain object, bounded: at most CONFIG_MAX_BYTES, YAML's own limit on
+ * alias expansion (a "billion laughs" file), no self-referencing aliases. Every failure is a
+ * ConfigError (exit 78), never a stack trace. Shared by every config the project reads.
+ */
+export function readYamlMapping(file: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileCapped(file, CONFIG_MAX_BYTES).toString('utf8');
   } catch (err) {
+    if (err instanceof FileTooLargeError) throw new ConfigError(file, [{ path: '', message: `expected a config file of at most ${CONFIG_MAX_BYTES} bytes; this one is larger (is it really a config file?)` }]);
     const code = (err as NodeJS.ErrnoException).code;
     throw new ConfigError(file, [{ path: '', message: code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(err)})` }]);
   }
@@ -103,11 +117,41 @@ function loadConfigFile(file: string): Config {
       doc.errors.map((e) => ({ path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '', message: `YAML: ${e.message.split('\n')[0]}` })),
     );
   }
-  const input = doc.toJS() ?? {};
-  if (typeof input !== 'object' || Array.isArray(input)) {
+  let input: unknown;
+  try {
+    input = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    throw new ConfigError(file, [{ path: '', message: `YAML: ${(err as Error).message.split('\n')[0]}` }]);
+  }
+  if (!isPlainObject(input)) {
     throw new ConfigError(file, [{ path: '', message: 'expected a YAML mapping at the top level' }]);
   }
+  const cycle = findCycle(input);
+  if (cycle !== undefined) throw new ConfigError(file, [{ path: cycle, message: 'expected plain values: a YAML alias refers to a mapping that contains it' }]);
   // a section left empty in YAML (`device:` followed only by comments) means "all defaults"
-  for (const [k, v] of Object.entries(input)) if (v === null && k !== 'sensors') delete (input as Record<string, unknown>)[k];
-  return parseConfig(input, file);
+  for (const [k, v] of Object.entries(input)) if (v === null && k !== 'sensors') delete input[k];
+  return input;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object') return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** The path of the first value that contains itself (YAML `a: &x {b: *x}`), or undefined. */
+function findCycle(root: unknown): string | undefined {
+  const onPath = new Set<object>();
+  const walk = (v: unknown, path: PropertyKey[]): string | undefined => {
+    if (v === null || typeof v !== 'object') return undefined;
+    if (onPath.has(v)) return pathString(path);
+    onPath.add(v);
+    for (const [k, child] of Object.entries(v)) {
+      const found = walk(child, [...path, Array.isArray(v) ? Number(k) : k]);
+      if (found !== undefined) return found;
+    }
+    onPath.delete(v);
+    return undefined;
+  };
+  return walk(root, []);
 }

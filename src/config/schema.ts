@@ -2,47 +2,75 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import cron from 'node-cron';
 import { parseDuration, parseSize } from '../util/duration.js';
+import { SENSOR_NAME, SENSOR_NAME_RULE, UNIT_MAX_CHARS } from '../sensors/reading.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 // Every object is strict: an unknown key is "either a typo or an option that does not exist"
 // (Telegraf) and is reported rather than ignored.
 
-const duration = (what: string) =>
+const YEAR_MS = 365 * 86_400_000;
+
+/** A duration in ms within [min, max]: beyond about ten years a date computed from it no longer exists. */
+const duration = (what: string, min: number, max: number) =>
   z.union([z.number(), z.string()]).transform((v, ctx) => {
     const ms = parseDuration(v);
     if (ms === undefined) {
       ctx.addIssue({ code: 'custom', message: `expected a duration for ${what} (milliseconds, or e.g. "30s", "15m", "3d"), got ${JSON.stringify(v)}` });
       return z.NEVER;
     }
+    if (ms < min || ms > max) {
+      ctx.addIssue({ code: 'custom', message: `expected ${what} between ${min} ms and ${max} ms (${Math.round(max / 86_400_000)} days), got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
     return ms;
   });
 
-const size = (what: string) =>
+/** A size in bytes: 0 (off) or within [min, max]. */
+const size = (what: string, min: number, max: number) =>
   z.union([z.number(), z.string()]).transform((v, ctx) => {
     const n = parseSize(v);
     if (n === undefined) {
       ctx.addIssue({ code: 'custom', message: `expected a size for ${what} (bytes, or e.g. "512MB", "2GiB"), got ${JSON.stringify(v)}` });
       return z.NEVER;
     }
+    if (n !== 0 && (n < min || n > max)) {
+      ctx.addIssue({ code: 'custom', message: `expected ${what} to be 0 (off) or between ${min} and ${max} bytes, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
     return n;
   });
+
+/**
+ * Characters that must not appear in anything that becomes part of a topic or a payload field:
+ * C0 and C1 controls (U+0000 makes the broker drop the connection), lone surrogates (not
+ * UTF-8) and the non-characters U+FFFE/U+FFFF, which MQTT forbids or discourages.
+ */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\ud800-\udfff\ufffe\uffff]/u;
+const printableText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !UNPRINTABLE.test(s), 'expected no control characters (U+0000-U+001F, U+007F-U+009F) and valid UTF-8');
 
 /** user:password@ of a URL replaced, so that a problem report never prints a password */
 const hideUserinfo = (url: string) => url.replace(/\/\/[^/@]*@/, '//***@');
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
 
+/** A file path: no NUL (the file system cannot take one), no longer than PATH_MAX. */
+const filePath = () => z.string().min(1).max(4096).refine((s) => !s.includes('\u0000'), 'expected a path without NUL characters');
+
 const schedule = z.string().refine((s) => cron.validate(s), {
   message: 'expected a cron expression with 5 or 6 fields, e.g. "*/5 * * * * *" (every 5 seconds)',
 });
 
-const sensorName = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'expected 1-64 characters of A-Z a-z 0-9 _ . : -');
+const sensorName = z.string().regex(SENSOR_NAME, SENSOR_NAME_RULE);
 
 const sensorBase = {
   name: sensorName,
   schedule,
-  unit: z.string().max(32).optional(),
+  unit: printableText(UNIT_MAX_CHARS).optional(),
   /** also take one reading as soon as sampling starts, not only at the first scheduled time */
   readAtStart: z.boolean().default(false),
 };
@@ -68,7 +96,7 @@ const memory = z.strictObject({
 const disk = z.strictObject({
   type: z.literal('disk'),
   ...sensorBase,
-  mount: z.string().default('/'),
+  mount: filePath().default('/'),
   measure: z.enum(['used-percent', 'free-bytes']).default('used-percent'),
 });
 
@@ -86,7 +114,7 @@ const { unit: _unit, ...unitlessBase } = sensorBase;
 const iio = z.strictObject({
   type: z.literal('iio'),
   ...unitlessBase,
-  device: z.union([z.string().min(1), int(0, 1_000_000)], { error: 'expected the IIO device name (e.g. "bme280") or its index N in iio:deviceN' }),
+  device: z.union([printableText(64).min(1), int(0, 1_000_000)], { error: 'expected the IIO device name (e.g. "bme280") or its index N in iio:deviceN' }),
   channels: z.array(iioChannel).min(1).optional(),
   names: z.partialRecord(iioChannel, sensorName).default({}),
 });
@@ -110,12 +138,13 @@ export const configSchema = z
         id: z
           .string()
           .regex(/^[^/#+\s]{1,128}$/, 'expected 1-128 characters without "/", "#", "+" or spaces (it is part of MQTT topics)')
+          .refine((s) => !UNPRINTABLE.test(s), 'expected no control characters and valid UTF-8 (it is part of MQTT topics)')
           .default(() => hostname()),
       })
       .prefault({}),
     database: z
       .strictObject({
-        path: z.string().min(1).default('./data/edge-sensor.db'),
+        path: filePath().default('./data/edge-sensor.db'),
         // FULL: a reading reported committed survives a power cut (NORMAL lost some in our own trial)
         synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
         busyTimeoutMs: int(0, 600_000).default(5000),
@@ -136,31 +165,32 @@ export const configSchema = z
           }),
         topicPrefix: z
           .string()
-          .regex(/^[^#+\s]+$/, 'expected a topic prefix without wildcards or spaces')
+          .regex(/^[^#+\s]{1,200}$/, 'expected a topic prefix of 1-200 characters without wildcards or spaces')
+          .refine((s) => !UNPRINTABLE.test(s), 'expected no control characters and valid UTF-8')
           .refine((s) => !s.startsWith('/') && !s.endsWith('/'), 'expected no leading or trailing "/"')
           .default('edge-sensor'),
         protocolVersion: z.union([z.literal(5), z.literal(4)], { error: 'expected 5 (MQTT 5) or 4 (MQTT 3.1.1)' }).default(5),
-        clientId: z.string().min(1).max(128).optional(),
+        clientId: printableText(128).min(1).optional(),
         keepaliveSec: int(0, 65535).default(30),
         connectTimeoutMs: int(100, 600_000).default(10_000),
         sessionExpirySec: int(0, 0xffffffff).default(3600),
         /** MQTT 5 topic alias for the readings and status topics, when the broker offers aliases */
         topicAlias: z.boolean().default(true),
-        username: z.string().min(1).max(65535).optional(),
+        username: printableText(1024).min(1).optional(),
         // The password itself never sits in this file: it would be printed by check-config --print,
         // copied into backups and support tickets. It comes from a file or the environment.
-        passwordFile: z.string().min(1).optional(),
+        passwordFile: filePath().optional(),
         passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable, e.g. EDGE_SENSOR_MQTT_PASSWORD').optional(),
         password: z.never({ error: 'a password is never read from the config file (got one, not shown): put it in a file named by mqtt.passwordFile or an environment variable named by mqtt.passwordEnv' }).optional(),
         tls: z
           .strictObject({
             /** PEM file of the CA(s) that signed the broker's certificate; default: the system's trusted CAs */
-            caFile: z.string().min(1).optional(),
+            caFile: filePath().optional(),
             /** PEM client certificate and its unencrypted key, for brokers that require one (mutual TLS) */
-            certFile: z.string().min(1).optional(),
-            keyFile: z.string().min(1).optional(),
+            certFile: filePath().optional(),
+            keyFile: filePath().optional(),
             /** the name expected in the broker's certificate (and sent as SNI) when it differs from the URL's host */
-            serverName: z.string().min(1).optional(),
+            serverName: printableText(253).min(1).optional(),
             insecureSkipVerify: z.boolean().default(false),
           })
           .prefault({}),
@@ -190,13 +220,13 @@ export const configSchema = z
       .prefault({}),
     retention: z
       .strictObject({
-        syncedMaxAge: duration('retention.syncedMaxAge').default(3 * 86_400_000),
+        syncedMaxAge: duration('retention.syncedMaxAge', 0, 10 * YEAR_MS).default(3 * 86_400_000),
         pruneIntervalMs: int(1000, 86_400_000).default(60_000),
         syncLogMaxRows: int(100, 10_000_000).default(10_000),
         /** the database file plus its WAL never grows past this (0: no cap) */
-        maxDatabaseBytes: size('retention.maxDatabaseBytes').default(1024 ** 3),
+        maxDatabaseBytes: size('retention.maxDatabaseBytes', 1_000_000, 2 ** 50).default(1024 ** 3),
         /** keep at least this much free on the database's file system (0: no watermark) */
-        minFreeDiskBytes: size('retention.minFreeDiskBytes').default(100 * 1024 ** 2),
+        minFreeDiskBytes: size('retention.minFreeDiskBytes', 1, 2 ** 50).default(100 * 1024 ** 2),
         /** full with only unsynced rows left: drop the oldest (default) or stop sampling; both are counted */
         onFull: z.enum(['drop-oldest', 'stop-sampling']).default('drop-oldest'),
         checkIntervalMs: int(100, 3_600_000).default(5000),
@@ -204,13 +234,13 @@ export const configSchema = z
       .prefault({}),
     control: z
       .strictObject({
-        socketPath: z.string().min(1).optional(),
+        socketPath: filePath().optional(),
       })
       .prefault({}),
     host: z
       .strictObject({
-        procRoot: z.string().default('/proc'),
-        sysRoot: z.string().default('/sys'),
+        procRoot: filePath().default('/proc'),
+        sysRoot: filePath().default('/sys'),
       })
       .prefault({}),
     // prefault: the default list goes through the sensor schema, so its sensors get their own defaults (count, min, max...)

@@ -1,8 +1,9 @@
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { ConfigError, type ConfigProblem } from './load.js';
 import type { Config } from './schema.js';
+import { FileTooLargeError, readFileCapped } from '../util/read-capped.js';
 
 /** What the MQTT link gets besides the config: credentials and TLS material, read at start. */
 export interface LinkSecrets {
@@ -18,6 +19,9 @@ export interface SecretsWarning {
 }
 
 const CERT_EXPIRY_WARNING_MS = 14 * 86_400_000;
+/** a password file holds one line; a CA bundle a few hundred KB at most */
+const PASSWORD_MAX_BYTES = 64 * 1024;
+const PEM_MAX_BYTES = 4 * 1024 * 1024;
 
 export function usesTls(url: string): boolean {
   return /^(mqtts|wss|ssl):/.test(url);
@@ -35,13 +39,14 @@ export function resolveSecrets(config: Config, configFile: string, env: NodeJS.P
   const warnings: SecretsWarning[] = [];
   const link: LinkSecrets = {};
 
-  const read = (key: string, file: string, private_: boolean): Buffer | undefined => {
+  const read = (key: string, file: string, private_: boolean, maxBytes = PEM_MAX_BYTES): Buffer | undefined => {
     let data: Buffer;
     try {
-      data = readFileSync(file);
+      data = readFileCapped(file, maxBytes);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      problems.push({ path: key, message: `cannot read ${file} (${code === 'ENOENT' ? 'file not found' : (code ?? String(err))})` });
+      const why = err instanceof FileTooLargeError ? `larger than ${maxBytes} bytes` : code === 'ENOENT' ? 'file not found' : (code ?? String(err));
+      problems.push({ path: key, message: `cannot read ${file} (${why})` });
       return undefined;
     }
     if (private_) warnIfShared(key, file, warnings);
@@ -50,7 +55,7 @@ export function resolveSecrets(config: Config, configFile: string, env: NodeJS.P
 
   if (m.username !== undefined) link.username = m.username;
   if (m.passwordFile !== undefined) {
-    const data = read('mqtt.passwordFile', m.passwordFile, true);
+    const data = read('mqtt.passwordFile', m.passwordFile, true, PASSWORD_MAX_BYTES);
     // `echo secret > file` leaves a newline that is not part of the password
     const pw = data?.toString('utf8').replace(/\r?\n$/, '');
     if (pw === '') problems.push({ path: 'mqtt.passwordFile', message: `expected a password in ${m.passwordFile}, the file is empty` });

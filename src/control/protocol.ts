@@ -1,6 +1,22 @@
-/** One request per connection, one JSON line each way. */
+import { z } from 'zod';
+
+// One request per connection, one JSON line each way. Every request is checked against these
+// schemas before anything reads it: a client may send any JSON value (or none).
+const noArgs = z.strictObject({}).default({});
+export const REQUESTS = {
+  ping: noArgs,
+  online: noArgs,
+  offline: noArgs,
+  status: noArgs,
+  sync: z.strictObject({ timeoutMs: z.number().int().min(100).max(600_000).optional() }).default({}),
+  requeue: z.strictObject({ ids: z.array(z.string().min(1).max(64)).max(100_000).optional() }).default({}),
+} as const;
+
+export type ControlCommand = keyof typeof REQUESTS;
+export type ControlArgs<C extends ControlCommand> = z.output<(typeof REQUESTS)[C]>;
+
 export interface ControlRequest {
-  cmd: 'ping' | 'online' | 'offline' | 'sync' | 'requeue' | 'status';
+  cmd: ControlCommand;
   args?: Record<string, unknown>;
 }
 
@@ -8,6 +24,29 @@ export interface ControlResponse {
   ok: boolean;
   result?: unknown;
   error?: string;
+}
+
+/** A request line turned into a known command and its checked arguments, or the reason it is refused. */
+export function parseRequest(line: string): { cmd: ControlCommand; args: unknown } | { error: string } {
+  let req: unknown;
+  try {
+    req = JSON.parse(line);
+  } catch {
+    return { error: 'malformed request: expected one JSON object per line' };
+  }
+  if (req === null || typeof req !== 'object' || Array.isArray(req)) return { error: 'malformed request: expected a JSON object {"cmd": ..., "args": {...}}' };
+  const { cmd, args, ...rest } = req as Record<string, unknown>;
+  if (Object.keys(rest).length > 0) return { error: `malformed request: unknown field ${JSON.stringify(Object.keys(rest)[0]).slice(0, 80)}` };
+  // own names only: "toString" or "__proto__" must not find something inherited
+  if (typeof cmd !== 'string' || !Object.hasOwn(REQUESTS, cmd)) {
+    return { error: `unknown command ${typeof cmd === 'string' ? JSON.stringify(cmd.slice(0, 40)) : typeof cmd}` };
+  }
+  const parsed = REQUESTS[cmd as ControlCommand].safeParse(args === undefined ? {} : args);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0];
+    return { error: `bad arguments for ${cmd}: ${[...i.path].map(String).join('.') || 'args'}: ${i.message}` };
+  }
+  return { cmd: cmd as ControlCommand, args: parsed.data };
 }
 
 /** Where the control socket of a database lives unless configured. */

@@ -1,10 +1,12 @@
-import { chmodSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../util/logger.js';
+import { sharedFolderProblem } from '../util/shared-folder.js';
 import { sendControl, DaemonNotRunningError } from './client.js';
-import { MAX_SOCKET_PATH, type ControlRequest, type ControlResponse } from './protocol.js';
+import { MAX_SOCKET_PATH, parseRequest, type ControlArgs, type ControlCommand, type ControlResponse } from './protocol.js';
 
-export type ControlHandler = (args: Record<string, unknown>) => Promise<unknown> | unknown;
+/** One handler per command, each given its checked arguments. */
+export type ControlHandlers = { [C in ControlCommand]: (args: ControlArgs<C>) => Promise<unknown> | unknown };
 
 /** Another daemon already serves this database: two would sync the same rows twice. */
 export class AlreadyRunningError extends Error {
@@ -27,7 +29,7 @@ export class ControlServer {
 
   constructor(
     private readonly path: string,
-    private readonly handlers: Partial<Record<ControlRequest['cmd'], ControlHandler>>,
+    private readonly handlers: ControlHandlers,
     private readonly log: Logger,
   ) {}
 
@@ -35,6 +37,8 @@ export class ControlServer {
     if (Buffer.byteLength(this.path) > MAX_SOCKET_PATH) {
       throw new Error(`control socket path is longer than ${MAX_SOCKET_PATH} bytes: ${this.path} (set control.socketPath)`);
     }
+    const shared = sharedFolderProblem(this.path);
+    if (shared) throw new Error(`refusing control socket ${this.path}: ${shared}`);
     // a socket file may be left by a daemon that was killed; one that answers belongs to a live daemon
     try {
       const pong = (await sendControl(this.path, 'ping', {}, 1000)) as { pid?: number };
@@ -51,12 +55,18 @@ export class ControlServer {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.path, () => {
-        server.off('error', reject);
-        resolve();
-      });
+      // the socket is born 0660 (bind honours the umask); a chmod after listen would follow a
+      // link swapped in meanwhile and change the mode of whatever it points at
+      const umask = process.umask(0o117);
+      try {
+        server.listen(this.path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      } finally {
+        process.umask(umask);
+      }
     });
-    chmodSync(this.path, 0o660);
     server.on('error', (err) => this.log.error({ err }, 'control socket error'));
     this.log.debug({ path: this.path }, 'control socket listening');
   }
@@ -79,26 +89,27 @@ export class ControlServer {
       clearTimeout(timer);
       sock.removeAllListeners('data');
       void this.answer(buf.slice(0, nl)).then((res) => {
-        if (!sock.destroyed) sock.end(JSON.stringify(res) + '\n');
+        let text: string;
+        try {
+          text = JSON.stringify(res);
+        } catch (err) {
+          text = JSON.stringify({ ok: false, error: `cannot encode the answer: ${(err as Error).message}` });
+        }
+        if (!sock.destroyed) sock.end(text + '\n');
       });
     });
   }
 
+  /** Never throws: whatever a client sends ends in an answer, never in the daemon's end. */
   private async answer(line: string): Promise<ControlResponse> {
-    let req: ControlRequest;
+    const req = parseRequest(line);
+    if ('error' in req) return { ok: false, error: req.error };
     try {
-      req = JSON.parse(line) as ControlRequest;
-    } catch {
-      return { ok: false, error: 'malformed request' };
-    }
-    const handler = this.handlers[req.cmd];
-    if (!handler) return { ok: false, error: `unknown command ${String(req.cmd)}` };
-    try {
-      const result = await handler(req.args ?? {});
-      return { ok: true, result };
+      const handler = this.handlers[req.cmd] as (args: unknown) => unknown;
+      return { ok: true, result: await handler(req.args) };
     } catch (err) {
       this.log.warn({ cmd: req.cmd, err }, 'control command failed');
-      return { ok: false, error: (err as Error).message };
+      return { ok: false, error: (err as Error)?.message ?? String(err) };
     }
   }
 

@@ -17,6 +17,12 @@ export class PublishUnknownError extends Error {
   constructor(
     message: string,
     readonly why: 'timeout' | 'connection-lost' | 'not-connected' | 'stopping',
+    /**
+     * The broker closed the connection within moments of this publish going out, with this many
+     * publishes on the wire: a broker that cannot take a packet (too large, not allowed under
+     * MQTT 3.1.1) says so by closing. One on the wire is a refusal of that one.
+     */
+    readonly closedAfterPublish?: { onWire: number; reasonCode?: number },
   ) {
     super(message);
     this.name = 'PublishUnknownError';

@@ -37,6 +37,8 @@ interface Pending {
   resolve: () => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
+  /** when it went on the wire */
+  sentAt?: number;
   /** handed to mqtt.js (counts against the broker's Receive Maximum), or waiting for a slot */
   send?: () => void;
 }
@@ -46,6 +48,11 @@ type LinkEvents = {
   disconnect: [{ reason: string }];
   connectFailed: [{ reason: string; attempts: number; first: boolean }];
 };
+
+/** a close this soon after a publish went out is taken as the broker's answer to it */
+const CLOSED_AFTER_PUBLISH_MS = 2000;
+/** a connection that lasted this long was a working one: the reconnect backoff starts over */
+const STABLE_CONNECTION_MS = 10_000;
 
 /**
  * One MQTT connection to the broker, kept up with backoff, that publishes QoS 1 messages and
@@ -79,6 +86,8 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   private nextOutageReport = 0;
   private outageReportEveryMs = 60_000;
   connectedSince?: number;
+  /** the reason code of the broker's DISCONNECT on the current connection (MQTT 5) */
+  private disconnectCode?: number;
 
   constructor(
     private readonly opts: LinkOptions,
@@ -136,7 +145,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
         this.settle(id, new PublishUnknownError(`no PUBACK within ${timeoutMs} ms`, 'timeout'));
         // a silent link or a stuck broker: start over on a fresh connection instead of waiting
         // behind it (see the class comment on why in-flight messages are not resent by mqtt.js)
-        this.teardown(`publish timeout (${timeoutMs} ms)`);
+        this.teardown(`publish timeout (${timeoutMs} ms)`, false);
       }, timeoutMs);
       const pubOpts: Record<string, unknown> = { qos: 1, retain: opts.retain ?? false };
       if (opts.properties && this.opts.protocolVersion === 5) pubOpts.properties = opts.properties;
@@ -164,6 +173,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     const send = p?.send;
     if (!p || !send) return;
     p.send = undefined; // on the wire now
+    p.sentAt = this.now();
     send();
   }
 
@@ -242,7 +252,6 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       this.outageStart = undefined;
       this.outageAttempts = 0;
       this.outageReportEveryMs = 60_000;
-      this.backoff.reset();
       this.lastError = undefined;
       this.emit('connect', this._limits);
     });
@@ -255,6 +264,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     });
     client.on('disconnect', (packet) => {
       if (this.client !== client) return;
+      this.disconnectCode = packet.reasonCode;
       // MQTT 5: the broker tells why it is closing the connection
       this.lastError = `broker sent DISCONNECT, reason code ${packet.reasonCode ?? 0}${packet.properties?.reasonString ? ` (${packet.properties.reasonString})` : ''}`;
     });
@@ -262,12 +272,16 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       if (this.client !== client) return;
       // while connecting, only this attempt's error counts: lastError may be an older attempt's
       if (this._state === 'connecting') this.teardown(this.attemptError ?? closedBeforeConnack(o.protocolVersion));
-      else this.teardown(this.lastError ?? 'connection closed');
+      else this.teardown(this.lastError ?? 'connection closed', true);
     });
   }
 
-  /** Drops the current client, settles everything in flight as unknown, and plans a reconnect. */
-  private teardown(reason: string): void {
+  /**
+   * Drops the current client, settles everything in flight as unknown, and plans a reconnect.
+   * `byBroker`: the broker closed the connection (not our timeout): publishes that had just gone
+   * out are marked as the likely cause.
+   */
+  private teardown(reason: string, byBroker = false): void {
     const client = this.client;
     if (!client) return;
     this.client = undefined;
@@ -275,16 +289,27 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     client.removeAllListeners();
     client.on('error', () => {}); // late errors of a dropped client are not ours to report
     client.end(true);
-    for (const id of [...this.pending.keys()]) this.settle(id, new PublishUnknownError(`connection lost: ${reason}`, 'connection-lost'));
+    const t = this.now();
+    const recent = [...this.pending.values()].filter((p) => p.sentAt !== undefined && t - p.sentAt <= CLOSED_AFTER_PUBLISH_MS);
+    const suspects = byBroker && recent.length > 0 ? { onWire: this.onWire, reasonCode: this.disconnectCode } : undefined;
+    this.disconnectCode = undefined;
+    for (const [id, p] of [...this.pending]) {
+      const closedAfterPublish = suspects && recent.includes(p) ? suspects : undefined;
+      this.settle(id, new PublishUnknownError(`connection lost: ${reason}`, 'connection-lost', closedAfterPublish));
+    }
     const wasConnected = this._state === 'connected';
     if (this._state === 'stopped' || this._state === 'paused') return;
     if (wasConnected) {
+      const connectedForMs = this.connectedSince !== undefined ? t - this.connectedSince : 0;
       this.lastError = reason;
-      this.log.warn({ reason, connectedForMs: this.connectedSince ? this.now() - this.connectedSince : undefined }, 'disconnected from broker');
-      this.outageStart = this.now();
-      this.nextOutageReport = this.now() + this.outageReportEveryMs;
+      this.log.warn({ reason, connectedForMs }, 'disconnected from broker');
+      this.outageStart = t;
+      this.nextOutageReport = t + this.outageReportEveryMs;
       this.emit('disconnect', { reason });
-      this.scheduleReconnect(true);
+      // a connection that did not last is no reason to start the backoff over: a broker that
+      // drops us right after each CONNACK would otherwise get a connection a second
+      if (connectedForMs >= STABLE_CONNECTION_MS) this.backoff.reset();
+      this.scheduleReconnect(connectedForMs >= STABLE_CONNECTION_MS);
     } else {
       this.onConnectFailed(reason);
     }

@@ -1,7 +1,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from '../util/logger.js';
 import type { Sensor } from '../sensors/index.js';
-import { FLAG_CLOCK_SUSPECT, type NewReading, type Tick } from '../store/store.js';
+import { FLAG_CLOCK_SUSPECT, type NewReading, type Tick } from '../sensors/reading.js';
 import { PeriodicClock, periodicSeconds, type PeriodicEntry } from './periodic-clock.js';
 
 /** Where the sampler puts readings: the store's append. */

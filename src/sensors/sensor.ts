@@ -1,4 +1,4 @@
-import type { NewReading } from '../store/store.js';
+import type { NewReading } from './reading.js';
 
 /**
  * A source of readings. `read` returns the readings of one tick; an empty array means

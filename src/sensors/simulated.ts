@@ -1,4 +1,4 @@
-import type { NewReading } from '../store/store.js';
+import type { NewReading } from './reading.js';
 import type { Sensor } from './sensor.js';
 
 export interface SimulatedOptions {

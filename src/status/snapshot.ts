@@ -21,6 +21,8 @@ export interface StatusSnapshot {
   mode: 'online' | 'offline-by-choice';
   pending: number;
   parked: number;
+  /** why rows are parked, oldest reason first */
+  parkedReasons: Array<{ reason: string; rows: number; firstSeq: number; lastSeq: number }>;
   synced: number;
   oldestPendingTs: string | null;
   oldestPendingAgeMs: number | null;
@@ -55,6 +57,7 @@ export function buildStatus(store: Store, live: LiveStatus | undefined, nowMs = 
     mode,
     pending: st.pending,
     parked: st.parked,
+    parkedReasons: st.parked > 0 ? store.parkedByReason() : [],
     synced: st.syncedTotal,
     oldestPendingTs: st.oldestPendingTs,
     oldestPendingAgeMs: st.oldestPendingTs ? Math.max(0, nowMs - Date.parse(st.oldestPendingTs)) : null,
@@ -96,7 +99,8 @@ export function formatStatus(s: StatusSnapshot, nowMs = Date.now()): string {
     ['daemon', daemonLine],
     ['mode', s.mode === 'online' ? 'online' : 'offline by choice'],
     ['pending', `${s.pending}${s.oldestPendingAgeMs !== null ? ` (oldest taken ${formatDuration(s.oldestPendingAgeMs)} ago)` : ''}`],
-    ['parked', `${s.parked}${s.parked > 0 ? ' (refused by the broker; edge-sensor requeue --all to retry)' : ''}`],
+    ['parked', `${s.parked}${s.parked > 0 ? ' (kept, not sent; edge-sensor requeue --list shows them, --all retries them)' : ''}`],
+    ...s.parkedReasons.map((p): [string, string] => ['', `  ${p.rows} ${p.reason} (seq ${p.firstSeq === p.lastSeq ? p.firstSeq : `${p.firstSeq}-${p.lastSeq}`})`]),
     ['synced', `${s.synced} in total`],
     ['last ack', ago(s.lastAckAt)],
     ['last error', s.lastError ? `${s.lastError.type} ${ago(s.lastError.at)}: ${describeDetails(s.lastError.details)}` : d.lastError ?? 'none'],

@@ -2,6 +2,7 @@ import { closeSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { mkdirp } from '../util/mkdirp.js';
+import { sharedFolderProblem } from '../util/shared-folder.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 
 export type SqliteDb = Database.Database;
@@ -56,7 +57,13 @@ function readHeader(path: string): Buffer {
   }
 }
 
+function refuseSharedFolder(path: string): void {
+  const problem = sharedFolderProblem(path);
+  if (problem) throw new StoreOpenError('cannot-open', path, `refusing database ${path}: ${problem}`);
+}
+
 function prepareFile(path: string, create: boolean): void {
+  refuseSharedFolder(path);
   let st: Stats;
   try {
     st = statSync(path);

@@ -56,6 +56,10 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       CREATE INDEX dropped_unannounced ON dropped(id) WHERE announced_at IS NULL;
     `);
   },
+  // 2 -> 3: why a row was parked (the broker refused it, or it can never fit the broker's packet size).
+  (db) => {
+    db.exec(`ALTER TABLE transactions ADD COLUMN park_reason TEXT;`);
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

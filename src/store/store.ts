@@ -2,24 +2,7 @@ import { statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { uuidv7 } from '../util/uuidv7.js';
 import { openDatabase, StoreOpenError, type OpenOptions, type SqliteDb } from './database.js';
-
-/** A value as a sensor produced it, before it is stored. */
-export interface NewReading {
-  sensor: string;
-  value: number | null;
-  unit: string | null;
-  description?: string | null;
-}
-
-/** The readings of one sampling tick: one timestamp, one set of flags. */
-export interface Tick {
-  tsMs: number;
-  flags: number;
-  readings: readonly NewReading[];
-}
-
-/** flags bit: the wall clock was not trustworthy when the reading was taken */
-export const FLAG_CLOCK_SUSPECT = 1;
+import type { NewReading, Tick } from '../sensors/reading.js';
 
 /** A stored reading that has not been acknowledged yet, as the sync loop sees it. */
 export interface PendingRow {
@@ -132,11 +115,21 @@ export class Store {
       attemptUnknown: db.prepare(`UPDATE transactions SET retry_count = retry_count + 1 WHERE rowid = ? AND ${PENDING}`),
       attemptRejected: db.prepare(
         `UPDATE transactions SET retry_count = retry_count + 1, reject_count = reject_count + 1,
-           parked_at = CASE WHEN reject_count + 1 >= ? THEN ? ELSE NULL END
+           parked_at = CASE WHEN reject_count + 1 >= ? THEN ? ELSE NULL END,
+           park_reason = CASE WHEN reject_count + 1 >= ? THEN ? ELSE NULL END
          WHERE rowid = ? AND ${PENDING} RETURNING parked_at IS NOT NULL AS parked`,
       ),
-      requeueAll: db.prepare(`UPDATE transactions SET parked_at = NULL, reject_count = 0 WHERE parked_at IS NOT NULL AND synced = 0`),
-      requeueId: db.prepare(`UPDATE transactions SET parked_at = NULL, reject_count = 0 WHERE id = ? AND parked_at IS NOT NULL AND synced = 0`),
+      park: db.prepare(`UPDATE transactions SET retry_count = retry_count + 1, reject_count = reject_count + 1, parked_at = ?, park_reason = ? WHERE rowid = ? AND ${PENDING}`),
+      requeueAll: db.prepare(`UPDATE transactions SET parked_at = NULL, park_reason = NULL, reject_count = 0 WHERE parked_at IS NOT NULL AND synced = 0`),
+      requeueId: db.prepare(`UPDATE transactions SET parked_at = NULL, park_reason = NULL, reject_count = 0 WHERE id = ? AND parked_at IS NOT NULL AND synced = 0`),
+      parkedByReason: db.prepare(
+        `SELECT coalesce(park_reason, 'refused by the broker') AS reason, count(*) AS rows, min(seq) AS firstSeq, max(seq) AS lastSeq
+         FROM transactions WHERE parked_at IS NOT NULL GROUP BY 1 ORDER BY 3`,
+      ),
+      parkedRows: db.prepare(
+        `SELECT id, seq, timestamp AS ts, sensor, length(description) AS descriptionChars, parked_at AS parkedAt, coalesce(park_reason, 'refused by the broker') AS reason
+         FROM transactions WHERE parked_at IS NOT NULL ORDER BY seq LIMIT ?`,
+      ),
       countPending: db.prepare(`SELECT count(*) AS n FROM transactions WHERE ${PENDING}`),
       countParked: db.prepare(`SELECT count(*) AS n FROM transactions WHERE parked_at IS NOT NULL`),
       oldestPending: db.prepare(`SELECT timestamp FROM transactions WHERE ${PENDING} ORDER BY seq LIMIT 1`),
@@ -162,6 +155,7 @@ export class Store {
       oldestUnsynced: db.prepare('SELECT rowid AS r FROM transactions WHERE synced = 0 AND (rowid < ? OR rowid > ?) ORDER BY rowid LIMIT ?'),
       deleteRow: db.prepare('DELETE FROM transactions WHERE rowid = ?'),
       minSeq: db.prepare('SELECT min(rowid) FROM transactions').pluck(),
+      reading: db.prepare('SELECT id, seq, timestamp, sensor, amount, unit, description FROM transactions WHERE seq = ?'),
       lastEventOf: db.prepare('SELECT id, timestamp, event_type, details FROM sync_log WHERE event_type IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1'),
     };
   }
@@ -212,18 +206,40 @@ export class Store {
     tx.immediate();
   }
 
-  /** The broker refused the rows: counted; parked once refused maxAttempts times. Returns how many were parked. */
-  recordRejected(seqs: readonly number[], maxAttempts: number, atMs: number = Date.now()): number {
+  /** The broker refused the rows: counted; parked (with the reason) once refused maxAttempts times. Returns how many were parked. */
+  recordRejected(seqs: readonly number[], maxAttempts: number, atMs: number = Date.now(), reason = 'refused by the broker'): number {
     const at = new Date(atMs).toISOString();
     const tx = this.db.transaction(() => {
       let parked = 0;
       for (const seq of seqs) {
-        const r = this.stmts.attemptRejected.get(maxAttempts, at, seq) as { parked: number } | undefined;
+        const r = this.stmts.attemptRejected.get(maxAttempts, at, maxAttempts, reason, seq) as { parked: number } | undefined;
         if (r?.parked) parked++;
       }
       return parked;
     });
     return tx.immediate();
+  }
+
+  /** Parks pending rows at once (they can never be delivered as they are), with the reason. Returns how many. */
+  park(seqs: readonly number[], reason: string, atMs: number = Date.now()): number {
+    const at = new Date(atMs).toISOString();
+    return this.db
+      .transaction(() => {
+        let n = 0;
+        for (const seq of seqs) n += this.stmts.park.run(at, reason, seq).changes;
+        return n;
+      })
+      .immediate();
+  }
+
+  /** Parked rows grouped by why they were parked (status shows it). */
+  parkedByReason(): Array<{ reason: string; rows: number; firstSeq: number; lastSeq: number }> {
+    return this.stmts.parkedByReason.all() as Array<{ reason: string; rows: number; firstSeq: number; lastSeq: number }>;
+  }
+
+  /** The oldest parked rows, with why (`requeue --list`). */
+  parkedRows(limit = 100): Array<{ id: string; seq: number; ts: string; sensor: string; descriptionChars: number | null; parkedAt: string; reason: string }> {
+    return this.stmts.parkedRows.all(limit) as ReturnType<Store['parkedRows']>;
   }
 
   /** Parked rows back to pending. With no ids, all of them. Returns the number requeued. */
@@ -377,6 +393,11 @@ export class Store {
   setSeqFloor(seq: number): void {
     this.setConfig('seq_floor', String(seq));
     this.seqFloor = seq;
+  }
+
+  /** One stored reading as the table holds it (the CLI's `record --json` prints it). */
+  reading(seq: number): { id: string; seq: number; timestamp: string; sensor: string; amount: number | null; unit: string | null; description: string | null } | undefined {
+    return this.stmts.reading.get(seq) as ReturnType<Store['reading']>;
   }
 
   /** The oldest seq still in the table (0 when empty). */

@@ -1,4 +1,5 @@
-import { FLAG_CLOCK_SUSPECT, type PendingRow } from '../store/store.js';
+import { FLAG_CLOCK_SUSPECT } from '../sensors/reading.js';
+import type { PendingRow } from '../store/store.js';
 
 const PLAIN_KEYS = ['device', 'batch', 'readings', 'id', 'seq', 'ts', 'sensor', 'value', 'unit'];
 

@@ -13,7 +13,9 @@ export interface SyncStore {
   /** marks acknowledged batches synced in one transaction, logging one event per batch */
   settleAcked(batches: ReadonlyArray<{ seqs: readonly number[]; event: Record<string, unknown> }>, atMs: number): number;
   recordUnknown(seqs: readonly number[]): void;
-  recordRejected(seqs: readonly number[], maxAttempts: number): number;
+  recordRejected(seqs: readonly number[], maxAttempts: number, atMs?: number, reason?: string): number;
+  /** rows that can never be delivered as they are: parked at once, with the reason */
+  park(seqs: readonly number[], reason: string): number;
   logEvent(type: string, details: Record<string, unknown>): void;
 }
 
@@ -58,6 +60,8 @@ export interface SyncReport {
   ackedBatches: number;
   pendingLeft?: number;
   reason?: string;
+  /** the request came too soon after others: the backoff was kept */
+  rateLimited?: boolean;
 }
 
 interface Batch {
@@ -72,6 +76,8 @@ interface Batch {
 // Room for the fixed header, topic, packet id and properties when fitting a batch under the
 // broker's Maximum Packet Size.
 const PACKET_OVERHEAD = 64;
+/** a reading alone that the broker answers by closing the connection this often is parked */
+const CLOSE_REFUSALS_TO_PARK = 3;
 
 /**
  * Moves pending rows to the broker. Each batch ends in exactly one outcome:
@@ -96,6 +102,12 @@ export class SyncLoop {
   private probing = false;
   /** rows per batch that fit under the broker's Maximum Packet Size, once a split was needed */
   private fitRows = Infinity;
+  /**
+   * After the broker closed the connection on a batch of several rows: smaller batches (halved
+   * each time) until the row it cannot take travels alone, or the suspect range is acknowledged.
+   */
+  private bisectRows = Infinity;
+  private bisectUntilSeq = 0;
   private ackFlushScheduled = false;
   /** acknowledgements that could not be recorded are retried after this time */
   private ackRetryAt = 0;
@@ -213,8 +225,14 @@ export class SyncLoop {
         rows = rows.slice(0, n);
         ({ id, payload } = this.encode(rows));
       }
-      // remember what fits, so the next take does not read and encode rows only to cut them
-      if (rows.length < all.length) this.fitRows = rows.length;
+      if (payload.length > budget) {
+        // one reading that can never fit: sending it would only make the broker drop the connection
+        this.parkNow(rows, `too large for the broker: ${payload.length} bytes alone, the broker takes at most ${max} per packet`);
+        return 1;
+      }
+      // remember what fits (by the rows' average size, so that one large row does not shrink
+      // every later batch), so the next take does not read and encode rows only to cut them
+      if (rows.length < all.length) this.fitRows = Math.max(1, Math.floor((rows.length * budget) / payload.length));
     }
     const seqs = new Array<number>(rows.length);
     for (let i = 0; i < rows.length; i++) seqs[i] = rows[i].seq;
@@ -282,7 +300,10 @@ export class SyncLoop {
     }
     this.ackRetryAt = 0;
     let rows = 0;
-    for (const { batch } of acked) rows += batch.seqs.length;
+    for (const { batch } of acked) {
+      rows += batch.seqs.length;
+      if (batch.lastSeq >= this.bisectUntilSeq) this.bisectRows = Infinity;
+    }
     this.stats.ackedBatches += acked.length;
     this.stats.ackedRows += rows;
     this.stats.lastAckAt = atMs;
@@ -300,7 +321,7 @@ export class SyncLoop {
     const range = { batch: batch.id, rows, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq };
     try {
       if (err instanceof PublishRejectedError) {
-        const parked = this.store.recordRejected(batch.seqs, this.opts.retry.maxAttempts);
+        const parked = this.store.recordRejected(batch.seqs, this.opts.retry.maxAttempts, this.now(), `refused by the broker ${this.opts.retry.maxAttempts} times: ${err.message}`);
         this.stats.rejectedBatches++;
         this.stats.parkedRows += parked;
         this.noteError(err.message);
@@ -313,6 +334,8 @@ export class SyncLoop {
         }
         this.delayNext();
         this.onSettled('rejected', rows);
+      } else if (err instanceof PublishUnknownError && err.closedAfterPublish) {
+        this.onClosedAfterPublish(batch, err, err.closedAfterPublish);
       } else {
         const why = err instanceof PublishUnknownError ? err.why : 'error';
         this.store.recordUnknown(batch.seqs);
@@ -332,6 +355,62 @@ export class SyncLoop {
       this.log.error({ err: dbErr, ...range }, 'cannot record the failed attempt');
     }
     if (this.inFlight.size === 0) queueMicrotask(() => this.pump());
+  }
+
+  /**
+   * The broker closed the connection right after this batch went out: how brokers refuse a
+   * packet they cannot take (MQTT 3.1.1 has no other way; Mosquitto under MQTT 5 says "packet too
+   * large"). Alone on the wire, it is a refusal: counted, and parked after a few, so that one row
+   * cannot hold up the rest for long. With others beside it, nobody knows which: one at a time
+   * from now on, halving a multi-row batch until the row the broker refuses travels alone.
+   * Either way the next attempt waits for the backoff, which only an acknowledgement resets.
+   */
+  private onClosedAfterPublish(batch: Batch, err: PublishUnknownError, c: { onWire: number; reasonCode?: number }): void {
+    const range = { batch: batch.id, rows: batch.seqs.length, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, bytes: batch.bytes, reasonCode: c.reasonCode };
+    this.noteError(err.message);
+    if (c.onWire === 1 && batch.seqs.length === 1) {
+      const reason = `the broker closed the connection each time this reading was sent alone (${batch.bytes} bytes${c.reasonCode !== undefined ? `, reason code 0x${c.reasonCode.toString(16)}` : ''})`;
+      const parked = this.store.recordRejected(batch.seqs, Math.min(this.opts.retry.maxAttempts, CLOSE_REFUSALS_TO_PARK), this.now(), reason);
+      this.stats.rejectedBatches++;
+      this.store.logEvent('batch_rejected', { ...range, error: err.message, by: 'connection closed after publish' });
+      if (parked > 0) this.reportParked(batch.seqs, reason);
+      else this.log.warn(range, 'the broker closed the connection right after this reading; will retry alone after the backoff');
+      this.onSettled('rejected', 1);
+    } else {
+      this.store.recordUnknown(batch.seqs);
+      this.stats.unknownBatches++;
+      if (c.onWire === 1) {
+        this.bisectRows = Math.max(1, Math.floor(batch.seqs.length / 2));
+        this.bisectUntilSeq = Math.max(this.bisectUntilSeq, batch.lastSeq);
+      }
+      this.store.logEvent('batch_unknown', { ...range, error: err.message, by: 'connection closed after publish', nextBatchRows: this.bisectRows === Infinity ? undefined : this.bisectRows });
+      this.log.warn({ ...range, onWire: c.onWire }, 'the broker closed the connection right after this batch; sending one batch at a time to find what it refuses');
+      this.onSettled('unknown', batch.seqs.length);
+    }
+    this.delayNext();
+  }
+
+  /** Rows that can never be delivered as they are: parked now, with the reason, so the rest goes on. */
+  private parkNow(rows: readonly PendingRow[], reason: string): void {
+    const seqs = rows.map((r) => r.seq);
+    try {
+      this.store.park(seqs, reason);
+    } catch (err) {
+      // not even that could be written (disk full?): wait, as for any failed write
+      this.log.error({ err, firstSeq: seqs[0] }, 'cannot park a reading that does not fit');
+      this.needsRewind = true;
+      this.delayNext();
+      return;
+    }
+    this.reportParked(seqs, reason);
+  }
+
+  private reportParked(seqs: readonly number[], reason: string): void {
+    this.stats.parkedRows += seqs.length;
+    const range = { rows: seqs.length, firstSeq: seqs[0], lastSeq: seqs[seqs.length - 1] };
+    this.store.logEvent('rows_parked', { ...range, reason });
+    this.log.error({ ...range, reason }, 'parked (kept, excluded from sync until requeued; edge-sensor requeue --list shows them)');
+    if (this.bisectRows !== Infinity) this.bisectRows = Infinity;
   }
 
   private delayNext(): void {
@@ -362,11 +441,13 @@ export class SyncLoop {
     });
   }
 
-  /** One forced cycle: skip backoff, send what is pending, report what was acknowledged. */
-  async syncNow(timeoutMs: number): Promise<SyncReport> {
+  /** One cycle now (skipping the backoff when `skipBackoff`): send what is pending, report what was acknowledged. */
+  async syncNow(timeoutMs: number, skipBackoff = true): Promise<SyncReport> {
     const before = { rows: this.stats.ackedRows, batches: this.stats.ackedBatches, errors: this.stats.lastErrorAt };
-    this.backoffUntil = 0;
-    this.backoff.reset();
+    if (skipBackoff) {
+      this.backoffUntil = 0;
+      this.backoff.reset();
+    }
     const idle = await this.whenIdle(timeoutMs);
     const ackedRows = this.stats.ackedRows - before.rows;
     const ackedBatches = this.stats.ackedBatches - before.batches;

@@ -1,5 +1,5 @@
 import { statfs } from 'node:fs/promises';
-import type { NewReading } from '../../store/store.js';
+import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
 
 export interface FsUsage {

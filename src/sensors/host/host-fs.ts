@@ -1,6 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { readFileCapped, readFileCappedAsync } from '../../util/read-capped.js';
 
 /**
  * Where host sensors read Linux's /proc and /sys. Reading these files directly costs
@@ -14,9 +14,12 @@ export interface HostRoots {
 
 export const isLinux = process.platform === 'linux';
 
+/** /proc and sysfs attributes are small; a file that is longer is not the one we meant (a link to /dev/zero). */
+export const SENSOR_FILE_MAX_BYTES = 256 * 1024;
+
 export function readText(path: string): string | undefined {
   try {
-    return readFileSync(path, 'utf8');
+    return readFileCapped(path, SENSOR_FILE_MAX_BYTES).toString('utf8');
   } catch {
     return undefined;
   }
@@ -28,7 +31,7 @@ export function readText(path: string): string | undefined {
  * synchronous read would stall sampling and syncing for that long.
  */
 export async function readTextAsync(path: string): Promise<string> {
-  return readFile(path, 'utf8');
+  return (await readFileCappedAsync(path, SENSOR_FILE_MAX_BYTES)).toString('utf8');
 }
 
 export function listDir(path: string): string[] {

@@ -1,4 +1,4 @@
-import type { NewReading } from '../../store/store.js';
+import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
 import { isLinux, join, readText, type HostRoots } from './host-fs.js';
 

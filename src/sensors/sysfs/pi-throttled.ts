@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import type { NewReading } from '../../store/store.js';
+import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
 import { join, listDir, readTextAsync } from '../host/host-fs.js';
 
