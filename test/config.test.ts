@@ -135,3 +135,54 @@ describe('config', () => {
     expect(existsSync(db)).toBe(false);
   });
 });
+
+describe('config files that are bombs, loops or not config files at all', () => {
+  const bad = async (name: string, text: string | Buffer) => {
+    const p = writeConfig(tmp.dir, {}, name);
+    (await import('node:fs')).writeFileSync(p, text);
+    return runCli(['check-config', '--config', p]);
+  };
+
+  it('a YAML alias bomb exits 78 with one line, not a stack trace', async () => {
+    const levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+    for (const l of 'bcdefg') levels.push(`${l}: &${l} [${Array(9).fill(`*${String.fromCharCode(l.charCodeAt(0) - 1)}`).join(',')}]`);
+    levels.push(`h: [${Array(9).fill('*g').join(',')}]`);
+    const r = await bad('bomb.yaml', levels.join('\n') + '\n');
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/resource exhaustion/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('a self-referencing alias exits 78 and names where', async () => {
+    const r = await bad('self.yaml', 'device: &d\n  id: x\n  self: *d\n');
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/device\.self: .*alias/);
+  });
+
+  it('a file that never ends (/dev/zero) is refused at its size limit, quickly', async () => {
+    const r = await runCli(['check-config', '--config', '/dev/zero'], {}, undefined, 20_000);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/at most 1048576 bytes/);
+  });
+
+  it('a binary blob lists a bounded number of problems', async () => {
+    const r = await bad('blob.yaml', `device: !!binary |\n  ${Buffer.alloc(150_000, 'x').toString('base64')}\n`);
+    expect(r.code).toBe(78);
+    expect(r.stderr.split('\n').length).toBeLessThan(60);
+    const top = await bad('top.yaml', `!!binary |\n  ${Buffer.alloc(150_000, 'x').toString('base64')}\n`);
+    expect(top.code).toBe(78);
+    expect(top.stderr).toMatch(/expected a YAML mapping/);
+  });
+
+  it('values that passed and failed later are refused with their path', () => {
+    expect(problems({ device: { id: 'pi\u0000x' } })).toEqual([expect.stringMatching(/^device\.id: expected no control characters/)]);
+    expect(problems({ device: { id: 'pi\u001b[31m' } })).toEqual([expect.stringMatching(/^device\.id: /)]);
+    expect(problems({ mqtt: { topicPrefix: 'a\u0007b' } })).toEqual([expect.stringMatching(/^mqtt\.topicPrefix: /)]);
+    expect(problems({ retention: { syncedMaxAge: '99999999999999d' } })).toEqual([expect.stringMatching(/^retention\.syncedMaxAge: expected retention\.syncedMaxAge between/)]);
+    expect(problems({ retention: { maxDatabaseBytes: 1 } })).toEqual([expect.stringMatching(/^retention\.maxDatabaseBytes: expected .* 0 \(off\) or between 1000000/)]);
+    expect(problems({ retention: { maxDatabaseBytes: '1e30' } })).toHaveLength(1);
+    expect(problems({ sensors: [{ type: 'simulated', name: 's', schedule: '* * * * * *', unit: '\u001b[2J' }] })).toEqual([expect.stringMatching(/^sensors\[0\]\.unit: /)]);
+    expect(problems({ database: { path: 'a\u0000b' } })).toEqual([expect.stringMatching(/^database\.path: expected a path without NUL/)]);
+    expect(parseConfig({ retention: { maxDatabaseBytes: 0, syncedMaxAge: '10d' } }).retention).toMatchObject({ maxDatabaseBytes: 0, syncedMaxAge: 864_000_000 });
+  });
+});

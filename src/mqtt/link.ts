@@ -288,7 +288,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     clearTimeout(this.connectGuard);
     client.removeAllListeners();
     client.on('error', () => {}); // late errors of a dropped client are not ours to report
-    client.end(true);
+    // settled here, before end(): end() fails mqtt.js's own callbacks at once, with less to say
     const t = this.now();
     const recent = [...this.pending.values()].filter((p) => p.sentAt !== undefined && t - p.sentAt <= CLOSED_AFTER_PUBLISH_MS);
     const suspects = byBroker && recent.length > 0 ? { onWire: this.onWire, reasonCode: this.disconnectCode } : undefined;
@@ -297,6 +297,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       const closedAfterPublish = suspects && recent.includes(p) ? suspects : undefined;
       this.settle(id, new PublishUnknownError(`connection lost: ${reason}`, 'connection-lost', closedAfterPublish));
     }
+    client.end(true);
     const wasConnected = this._state === 'connected';
     if (this._state === 'stopped' || this._state === 'paused') return;
     if (wasConnected) {

@@ -103,11 +103,12 @@ export class SyncLoop {
   /** rows per batch that fit under the broker's Maximum Packet Size, once a split was needed */
   private fitRows = Infinity;
   /**
-   * After the broker closed the connection on a batch of several rows: smaller batches (halved
-   * each time) until the row it cannot take travels alone, or the suspect range is acknowledged.
+   * A size limit learnt from a broker that does not announce one (MQTT 3.1.1): payload bytes it
+   * took (the largest acknowledged) and the bound below which the message it closed the
+   * connection on would have had to be (halved on each such close).
    */
-  private bisectRows = Infinity;
-  private bisectUntilSeq = 0;
+  private largestAckedBytes = 0;
+  private learntBudget = Infinity;
   private ackFlushScheduled = false;
   /** acknowledgements that could not be recorded are retried after this time */
   private ackRetryAt = 0;
@@ -218,8 +219,8 @@ export class SyncLoop {
     let rows = all;
     let { id, payload } = this.encode(rows);
     const max = this.link.limits?.maximumPacketSize;
-    if (max !== undefined) {
-      const budget = max - this.opts.topic.length - PACKET_OVERHEAD;
+    const budget = Math.min(max !== undefined ? max - this.opts.topic.length - PACKET_OVERHEAD : Infinity, this.learntBudget);
+    if (budget !== Infinity) {
       while (payload.length > budget && rows.length > 1) {
         const n = Math.max(1, Math.min(rows.length - 1, Math.floor((rows.length * budget * 0.95) / payload.length)));
         rows = rows.slice(0, n);
@@ -227,7 +228,8 @@ export class SyncLoop {
       }
       if (payload.length > budget) {
         // one reading that can never fit: sending it would only make the broker drop the connection
-        this.parkNow(rows, `too large for the broker: ${payload.length} bytes alone, the broker takes at most ${max} per packet`);
+        const limit = max !== undefined && budget < this.learntBudget ? `the broker takes at most ${max} per packet` : `more than the ${this.learntBudget} bytes taken as its limit since it closed the connection on a larger message`;
+        this.parkNow(rows, `too large for the broker: ${payload.length} bytes alone, ${limit}`);
         return 1;
       }
       // remember what fits (by the rows' average size, so that one large row does not shrink
@@ -302,7 +304,7 @@ export class SyncLoop {
     let rows = 0;
     for (const { batch } of acked) {
       rows += batch.seqs.length;
-      if (batch.lastSeq >= this.bisectUntilSeq) this.bisectRows = Infinity;
+      this.largestAckedBytes = Math.max(this.largestAckedBytes, batch.bytes);
     }
     this.stats.ackedBatches += acked.length;
     this.stats.ackedRows += rows;
@@ -358,33 +360,37 @@ export class SyncLoop {
   }
 
   /**
-   * The broker closed the connection right after this batch went out: how brokers refuse a
-   * packet they cannot take (MQTT 3.1.1 has no other way; Mosquitto under MQTT 5 says "packet too
-   * large"). Alone on the wire, it is a refusal: counted, and parked after a few, so that one row
-   * cannot hold up the rest for long. With others beside it, nobody knows which: one at a time
-   * from now on, halving a multi-row batch until the row the broker refuses travels alone.
-   * Either way the next attempt waits for the backoff, which only an acknowledgement resets.
+   * The broker closed the connection right after this batch went out: how a broker refuses a
+   * packet it cannot take when it has no other way (MQTT 3.1.1; a limit not announced). Alone on
+   * the wire and larger than anything acknowledged so far, it says the message was too large: the
+   * size limit is learnt (halved each time), batches are cut under it and a reading that cannot
+   * fit alone is parked at the next take. Otherwise, alone, it is counted as a refusal (parked
+   * after a few); with others beside it nobody knows which, so one at a time from now on. Either
+   * way the next attempt waits for the backoff, which only an acknowledgement resets.
    */
   private onClosedAfterPublish(batch: Batch, err: PublishUnknownError, c: { onWire: number; reasonCode?: number }): void {
     const range = { batch: batch.id, rows: batch.seqs.length, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, bytes: batch.bytes, reasonCode: c.reasonCode };
     this.noteError(err.message);
-    if (c.onWire === 1 && batch.seqs.length === 1) {
-      const reason = `the broker closed the connection each time this reading was sent alone (${batch.bytes} bytes${c.reasonCode !== undefined ? `, reason code 0x${c.reasonCode.toString(16)}` : ''})`;
+    if (c.onWire === 1 && batch.bytes > this.largestAckedBytes) {
+      this.learntBudget = Math.max(this.largestAckedBytes, Math.floor(batch.bytes / 2));
+      this.fitRows = Infinity;
+      this.store.recordUnknown(batch.seqs);
+      this.stats.unknownBatches++;
+      this.store.logEvent('batch_unknown', { ...range, error: err.message, by: 'connection closed after publish', sizeLimitNow: this.learntBudget });
+      this.log.warn({ ...range, sizeLimitNow: this.learntBudget }, 'the broker closed the connection on this message: taking it as too large; smaller messages from now on');
+      this.onSettled('unknown', batch.seqs.length);
+    } else if (c.onWire === 1) {
+      const reason = `the broker closed the connection each time these readings were sent (${batch.bytes} bytes${c.reasonCode !== undefined ? `, reason code 0x${c.reasonCode.toString(16)}` : ''})`;
       const parked = this.store.recordRejected(batch.seqs, Math.min(this.opts.retry.maxAttempts, CLOSE_REFUSALS_TO_PARK), this.now(), reason);
       this.stats.rejectedBatches++;
       this.store.logEvent('batch_rejected', { ...range, error: err.message, by: 'connection closed after publish' });
       if (parked > 0) this.reportParked(batch.seqs, reason);
-      else this.log.warn(range, 'the broker closed the connection right after this reading; will retry alone after the backoff');
-      this.onSettled('rejected', 1);
+      else this.log.warn(range, 'the broker closed the connection right after this batch alone; will retry after the backoff');
+      this.onSettled('rejected', batch.seqs.length);
     } else {
       this.store.recordUnknown(batch.seqs);
       this.stats.unknownBatches++;
-      if (c.onWire === 1) {
-        this.bisectRows = Math.max(1, Math.floor(batch.seqs.length / 2));
-        this.bisectUntilSeq = Math.max(this.bisectUntilSeq, batch.lastSeq);
-      }
-      this.store.logEvent('batch_unknown', { ...range, error: err.message, by: 'connection closed after publish', nextBatchRows: this.bisectRows === Infinity ? undefined : this.bisectRows });
-      this.log.warn({ ...range, onWire: c.onWire }, 'the broker closed the connection right after this batch; sending one batch at a time to find what it refuses');
+      this.log.warn({ ...range, onWire: c.onWire }, 'the broker closed the connection right after this batch; one batch at a time until something is acknowledged');
       this.onSettled('unknown', batch.seqs.length);
     }
     this.delayNext();
@@ -410,7 +416,6 @@ export class SyncLoop {
     const range = { rows: seqs.length, firstSeq: seqs[0], lastSeq: seqs[seqs.length - 1] };
     this.store.logEvent('rows_parked', { ...range, reason });
     this.log.error({ ...range, reason }, 'parked (kept, excluded from sync until requeued; edge-sensor requeue --list shows them)');
-    if (this.bisectRows !== Infinity) this.bisectRows = Infinity;
   }
 
   private delayNext(): void {
