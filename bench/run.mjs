@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [-- --json FILE] [-- --profile DIR] [-- --only ingest,drain,...]
-// Runs every scenario against its limit in one run and prints a table; see README "Benchmarks".
+// npm run bench [-- --quick] [-- --json FILE] [-- --profile DIR] [-- --only ingest,drain,...] [-- --docs]
+// Runs every scenario against its limit in one run and prints a table; see docs/benchmarks.md.
 import { cpus } from 'node:os';
 import { readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -25,6 +25,8 @@ const { values: args } = parseArgs({
     reps: { type: 'string' },
     link: { type: 'boolean' },
     keep: { type: 'boolean', default: false },
+    // --docs writes the table into docs/benchmarks.md; --readme is its old name
+    docs: { type: 'boolean', default: false },
     readme: { type: 'boolean', default: false },
   },
 });
@@ -290,12 +292,12 @@ R.targets = targets;
 if (args.json) writeFileSync(args.json, JSON.stringify(R, null, 1) + '\n');
 const text = table(R);
 console.log(text);
-if (args.readme) {
-  // the README's table is the output of a full run: written between its markers
-  const file = join(ROOT, 'README.md');
+if (args.docs || args.readme) {
+  // the table in docs/benchmarks.md is the output of a full run: written between its markers
+  const file = join(ROOT, 'docs', 'benchmarks.md');
   const md = readFileSync(file, 'utf8');
   const re = /(<!-- bench-table: [^>]*-->\n)[\s\S]*?(<!-- \/bench-table -->)/;
-  if (!re.test(md)) throw new Error('README.md has no bench-table markers');
+  if (!re.test(md)) throw new Error('docs/benchmarks.md has no bench-table markers');
   const cmd = `npm run bench${quick ? ' -- --quick' : ''}`;
   writeFileSync(file, md.replace(re, (_, a, b) => `${a}\`${cmd}\`, ${new Date().toISOString().slice(0, 10)}:\n\n${text}\n${b}`));
 }

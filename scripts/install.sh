@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs or upgrades edge-sensor as a systemd service. See README "Deploying on a Raspberry Pi".
+# Installs or upgrades edge-sensor as a systemd service. See docs/raspberry-pi.md.
 set -euo pipefail
 
 usage() {
@@ -96,7 +96,7 @@ while read -r v; do unset "$v"; done < <(compgen -e | grep -i '^npm_' || true)
 
 # --- Node.js: the service runs it from ExecStart, inside ProtectHome=yes -----------------------
 NODE=${NODE:-$(command -v node || true)}
-[ -n "$NODE" ] || die "node not found on root's PATH. Install Node.js 20 or newer system-wide (README \"Deploying on a Raspberry Pi\"), or pass --node PATH"
+[ -n "$NODE" ] || die "node not found on root's PATH. Install Node.js 20 or newer system-wide (docs/raspberry-pi.md, Prerequisites), or pass --node PATH"
 [ -x "$NODE" ] || die "$NODE is not executable"
 case "$NODE" in /*) ;; *) NODE=$(cd "$(dirname "$NODE")" && pwd)/$(basename "$NODE") ;; esac
 case "$(readlink -f "$NODE")" in

@@ -72,10 +72,10 @@ describe('npm pack', () => {
   it('ships what a device needs and nothing else', () => {
     const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: PROJECT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const files = (JSON.parse(out)[0].files as Array<{ path: string }>).map((f) => f.path);
-    for (const f of ['package.json', 'README.md', 'LICENSE', 'dist/cli/main.js', 'config/service.yaml', 'systemd/edge-sensor.service', 'scripts/install.sh', 'scripts/uninstall.sh']) {
+    for (const f of ['package.json', 'README.md', 'docs/configuration.md', 'docs/raspberry-pi.md', 'LICENSE', 'dist/cli/main.js', 'config/service.yaml', 'systemd/edge-sensor.service', 'scripts/install.sh', 'scripts/uninstall.sh']) {
       expect(files).toContain(f);
     }
-    expect(files.filter((f) => !/^(dist\/.*\.js|dist\/build-info\.json|config\/.*\.yaml|systemd\/.*|scripts\/.*\.sh|package\.json|README\.md|LICENSE|npm-shrinkwrap\.json)$/.test(f))).toEqual([]);
+    expect(files.filter((f) => !/^(dist\/.*\.js|dist\/build-info\.json|config\/.*\.yaml|systemd\/.*|scripts\/.*\.sh|package\.json|README\.md|docs\/[a-z0-9-]+\.md|LICENSE|npm-shrinkwrap\.json)$/.test(f))).toEqual([]);
   });
 });
 

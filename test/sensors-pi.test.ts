@@ -198,9 +198,9 @@ describe('pi-throttled (firmware get_throttled)', () => {
 });
 
 describe('Pi sensor configuration', () => {
-  it('accepts every example of the README and builds its sensors', () => {
-    const readme = readFileSync(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8');
-    const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).filter((b) => /type: (ds18b20|iio|pi-throttled)/.test(b));
+  it('accepts every example of docs/raspberry-pi.md and builds its sensors', () => {
+    const doc = readFileSync(fileURLToPath(new URL('../docs/raspberry-pi.md', import.meta.url)), 'utf8');
+    const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).filter((b) => /type: (ds18b20|iio|pi-throttled)/.test(b));
     expect(blocks.length).toBeGreaterThanOrEqual(3);
     const types = new Set<string>();
     for (const b of blocks) {

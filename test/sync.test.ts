@@ -143,8 +143,8 @@ describe('sync against Mosquitto', () => {
     await denying.stop();
   });
 
-  // A clean stop: Mosquitto killed with -9 can lose what it had just acknowledged (see README,
-  // Durability: the fault suite measures that broker's loss apart from the daemon's)
+  // A clean stop: Mosquitto killed with -9 can lose what it had just acknowledged (see
+  // docs/durability.md: the fault suite measures that broker's loss apart from the daemon's)
   it('keeps rows pending while the broker is stopped and delivers everything after it restarts', async () => {
     const own = await Mosquitto.start(join(tmp.dir, 'mosq-restart'));
     const ledger = await Ledger.start(own.url, 't/restart/readings');

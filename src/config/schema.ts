@@ -24,7 +24,8 @@ const duration = (what: string, min: number, max: number) =>
       return z.NEVER;
     }
     return ms;
-  });
+  })
+  .meta({ kind: 'duration' });
 
 /** A size in bytes: 0 (off) or within [min, max]. */
 const size = (what: string, min: number, max: number) =>
@@ -39,7 +40,8 @@ const size = (what: string, min: number, max: number) =>
       return z.NEVER;
     }
     return n;
-  });
+  })
+  .meta({ kind: 'size' });
 
 /**
  * Characters that must not appear in anything that becomes part of a topic or a payload field:
@@ -63,66 +65,66 @@ const filePath = () => z.string().min(1).max(4096).refine((s) => !s.includes('\u
 
 const schedule = z.string().refine((s) => cron.validate(s), {
   message: 'expected a cron expression with 5 or 6 fields, e.g. "*/5 * * * * *" (every 5 seconds)',
-});
+}).describe('When to read: a node-cron expression of 5 fields, or 6 starting with seconds (`"*/5 * * * * *"` is every 5 s). Every-N-seconds schedules (N dividing 60) share one clock, so sensors due in the same second share one wake-up and one transaction.');
 
 const sensorName = z.string().regex(SENSOR_NAME, SENSOR_NAME_RULE);
 
 const sensorBase = {
-  name: sensorName,
+  name: sensorName.describe('Unique among the sensors; stored with each reading (`sensor`), and the prefix of the reading names of sensors that give several.'),
   schedule,
-  unit: printableText(UNIT_MAX_CHARS).optional(),
+  unit: printableText(UNIT_MAX_CHARS).optional().meta({ description: 'Unit stored with each reading (at most 32 printable characters).', defaultText: "the type's own (`°C`, `%`, `B`); none for `simulated`" }),
   /** also take one reading as soon as sampling starts, not only at the first scheduled time */
-  readAtStart: z.boolean().default(false),
+  readAtStart: z.boolean().default(false).describe('Also take one reading as soon as the daemon starts instead of waiting for the first scheduled time (useful for long periods such as every 15 minutes).'),
 };
 
 const simulated = z.strictObject({
   type: z.literal('simulated'),
   ...sensorBase,
-  count: int(1, 100_000).default(1),
-  min: z.number().default(15),
-  max: z.number().default(30),
-  start: z.number().optional(),
-  step: z.number().positive().default(0.5),
-  seed: int(0, 2 ** 31 - 1).optional(),
-});
+  count: int(1, 100_000).default(1).describe('Readings per tick.'),
+  min: z.number().default(15).describe('Lower bound of the walk.'),
+  max: z.number().default(30).describe('Upper bound of the walk (more than `min`).'),
+  start: z.number().optional().meta({ description: 'First value.', defaultText: 'halfway between `min` and `max`' }),
+  step: z.number().positive().default(0.5).describe('Largest change from one reading to the next.'),
+  seed: int(0, 2 ** 31 - 1).optional().meta({ description: 'Seed of the random walk: the same seed gives the same values.', defaultText: 'a random one' }),
+}).describe('A random walk within `min` and `max`, reproducible with `seed`: readings without any hardware.');
 
-const cpuTemperature = z.strictObject({ type: z.literal('cpu-temperature'), ...sensorBase });
-const cpuLoad = z.strictObject({ type: z.literal('cpu-load'), ...sensorBase });
+const cpuTemperature = z.strictObject({ type: z.literal('cpu-temperature'), ...sensorBase }).describe("The CPU's temperature in °C from its thermal zone under `{host.sysRoot}/class/thermal` (Raspberry Pi: `cpu-thermal`).");
+const cpuLoad = z.strictObject({ type: z.literal('cpu-load'), ...sensorBase }).describe('CPU utilisation in % since the previous tick, from `{host.procRoot}/stat`.');
 const memory = z.strictObject({
   type: z.literal('memory'),
   ...sensorBase,
-  measure: z.enum(['used-percent', 'available-bytes']).default('used-percent'),
-});
+  measure: z.enum(['used-percent', 'available-bytes']).default('used-percent').describe('`used-percent`: (total − available) / total in %; `available-bytes`: MemAvailable in bytes.'),
+}).describe('Memory use from `{host.procRoot}/meminfo`.');
 const disk = z.strictObject({
   type: z.literal('disk'),
   ...sensorBase,
-  mount: filePath().default('/'),
-  measure: z.enum(['used-percent', 'free-bytes']).default('used-percent'),
-});
+  mount: filePath().default('/').describe('A path on the file system to measure (its mount point, usually).'),
+  measure: z.enum(['used-percent', 'free-bytes']).default('used-percent').describe('`used-percent` or `free-bytes` (space available to unprivileged users).'),
+}).describe('Disk use of a file system, from `statfs(2)` of `mount`, as `df` shows it.');
 
 // Sensors that read device files under host.sysRoot (Raspberry Pi and other Linux boards).
 const w1Id = z.string().regex(/^(10|22|28|3b|42)-[0-9a-f]{12}$/, 'expected a 1-Wire thermometer id as in /sys/bus/w1/devices, e.g. "28-0316a2797aff"');
 const ds18b20 = z.strictObject({
   type: z.literal('ds18b20'),
   ...sensorBase,
-  ids: z.array(w1Id).default([]),
-  names: z.record(w1Id, sensorName).default({}),
-});
+  ids: z.array(w1Id).default([]).describe('The 1-Wire ids to read, e.g. `28-0316a2797aff` (also DS18S20 `10-`, DS1822 `22-`, DS1825 `3b-`, DS28EA00 `42-`); empty: every `28-*` device, looked for again at every tick.'),
+  names: z.record(w1Id, sensorName).default({}).describe('Reading name per id, instead of `{name}.{id}`.'),
+}).describe('DS18B20 1-Wire thermometers under `{host.sysRoot}/bus/w1/devices`, °C, one reading per device; see [Raspberry Pi sensors](raspberry-pi.md#ds18b20).');
 const iioChannel = z.enum(['temperature', 'humidity', 'pressure', 'illuminance']);
 // one unit per reading, chosen by the sensor: a single `unit` key would not fit
 const { unit: _unit, ...unitlessBase } = sensorBase;
 const iio = z.strictObject({
   type: z.literal('iio'),
   ...unitlessBase,
-  device: z.union([printableText(64).min(1), int(0, 1_000_000)], { error: 'expected the IIO device name (e.g. "bme280") or its index N in iio:deviceN' }),
-  channels: z.array(iioChannel).min(1).optional(),
-  names: z.partialRecord(iioChannel, sensorName).default({}),
-});
+  device: z.union([printableText(64).min(1), int(0, 1_000_000)], { error: 'expected the IIO device name (e.g. "bme280") or its index N in iio:deviceN' }).describe('The IIO device: its driver name (`bme280`; the lowest N when several share it) or N of `iio:deviceN` (which can change between boots).'),
+  channels: z.array(iioChannel).min(1).optional().meta({ description: 'The channels to read; one the device lacks is warned about once.', defaultText: 'every one of these the device has' }),
+  names: z.partialRecord(iioChannel, sensorName).default({}).describe('Reading name per channel, instead of `{name}.{channel}`.'),
+}).describe('Any Linux IIO device under `{host.sysRoot}/bus/iio/devices` (BME280, BMP280, BH1750, SHT3x, HTU21, DHT11/22…): temperature °C, humidity %, pressure hPa, illuminance lx; each reading carries its own unit, so there is no `unit` key. See [Raspberry Pi sensors](raspberry-pi.md#iio).');
 const piThrottled = z.strictObject({
   type: z.literal('pi-throttled'),
   ...unitlessBase,
-  report: z.enum(['bitmask', 'flags', 'both']).default('bitmask'),
-});
+  report: z.enum(['bitmask', 'flags', 'both']).default('bitmask').describe('`bitmask`: one reading `{name}`, the value `vcgencmd get_throttled` prints; `flags`: eight 0/1 readings `{name}.under-voltage`…; `both`: all nine.'),
+}).describe("The Raspberry Pi firmware's under-voltage and throttling flags from `get_throttled` under `{host.sysRoot}/devices/platform`, read without `vcgencmd`; no `unit`. See [Raspberry Pi sensors](raspberry-pi.md#pi-throttled).");
 
 export const sensorSchema = z.discriminatedUnion('type', [simulated, cpuTemperature, cpuLoad, memory, disk, ds18b20, iio, piThrottled]);
 
@@ -139,22 +141,26 @@ export const configSchema = z
           .string()
           .regex(/^[^/#+\s]{1,128}$/, 'expected 1-128 characters without "/", "#", "+" or spaces (it is part of MQTT topics)')
           .refine((s) => !UNPRINTABLE.test(s), 'expected no control characters and valid UTF-8 (it is part of MQTT topics)')
-          .default(() => hostname()),
+          .default(() => hostname())
+          .meta({ description: 'Names this device in every topic and payload: 1-128 characters without `/`, `#`, `+`, whitespace or control characters.', defaultText: 'the host name' }),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Who this device is.'),
     database: z
       .strictObject({
-        path: filePath().default('./data/edge-sensor.db'),
+        path: filePath().default('./data/edge-sensor.db').describe('The SQLite file, relative to the working directory unless absolute; created with mode 0600 (its folder 0750) by the daemon or `edge-sensor record`. A folder every user may write to is refused.'),
         // FULL: a reading reported committed survives a power cut (NORMAL lost some in our own trial)
-        synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
-        busyTimeoutMs: int(0, 600_000).default(5000),
+        synchronous: z.enum(['FULL', 'NORMAL']).default('FULL').describe('`FULL` makes every committed reading survive a power cut; `NORMAL` loses what was committed since the last WAL checkpoint (see [durability](durability.md)).'),
+        busyTimeoutMs: int(0, 600_000).default(5000).describe('How long a writer waits for another one (the CLI beside the daemon) before it gives up.'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('The SQLite database every reading is committed to before it is sent.'),
     mqtt: z
       .strictObject({
         url: z
           .string()
           .default('mqtt://127.0.0.1:1883')
+          .describe('The broker: `mqtt://` (port 1883 by default), `mqtts://` (TLS, 8883), `ws://` or `wss://` (WebSocket); `tcp://` and `ssl://` are taken as `mqtt://` and `mqtts://`. No user name or password in it: see `username` and `passwordFile`.')
           .superRefine((u, ctx) => {
             if (!/^(mqtts?|wss?|tcp|ssl):\/\/[^\s]+$/.test(u)) {
               ctx.addIssue({ code: 'custom', message: `expected a URL like mqtt://host:1883 or mqtts://host:8883, got ${JSON.stringify(hideUserinfo(u))}` });
@@ -168,88 +174,98 @@ export const configSchema = z
           .regex(/^[^#+\s]{1,200}$/, 'expected a topic prefix of 1-200 characters without wildcards or spaces')
           .refine((s) => !UNPRINTABLE.test(s), 'expected no control characters and valid UTF-8')
           .refine((s) => !s.startsWith('/') && !s.endsWith('/'), 'expected no leading or trailing "/"')
-          .default('edge-sensor'),
-        protocolVersion: z.union([z.literal(5), z.literal(4)], { error: 'expected 5 (MQTT 5) or 4 (MQTT 3.1.1)' }).default(5),
-        clientId: printableText(128).min(1).optional(),
-        keepaliveSec: int(0, 65535).default(30),
-        connectTimeoutMs: int(100, 600_000).default(10_000),
-        sessionExpirySec: int(0, 0xffffffff).default(3600),
+          .default('edge-sensor')
+          .describe('The first level(s) of every topic: `{topicPrefix}/{device.id}/readings`, `/status` and `/dropped`. 1-200 characters; no `#`, `+`, whitespace, control characters, or leading or trailing `/`.'),
+        protocolVersion: z.union([z.literal(5), z.literal(4)], { error: 'expected 5 (MQTT 5) or 4 (MQTT 3.1.1)' }).default(5).describe('`5` (MQTT 5), or `4` (MQTT 3.1.1) for brokers without MQTT 5. MQTT 3.1.1 cannot report a refusal: a publish the broker denies looks delivered.'),
+        clientId: printableText(128).min(1).optional().meta({ description: 'The MQTT client id.', defaultText: '`edge-sensor-{device.id}`' }),
+        keepaliveSec: int(0, 65535).default(30).describe('MQTT keepalive: a dead link is noticed within 1.5 times this (0: none).'),
+        connectTimeoutMs: int(100, 600_000).default(10_000).describe("How long a connection attempt waits for the broker's CONNACK."),
+        sessionExpirySec: int(0, 0xffffffff).default(3600).describe("MQTT 5 session expiry: how long the broker keeps the device's session after a disconnect, so that a reconnect resumes it (0: a clean start each time)."),
         /** MQTT 5 topic alias for the readings and status topics, when the broker offers aliases */
-        topicAlias: z.boolean().default(true),
-        username: printableText(1024).min(1).optional(),
+        topicAlias: z.boolean().default(true).describe('MQTT 5 topic aliases for the readings and status topics, when the broker offers them: the topic is sent once per connection, then a 2-byte alias.'),
+        username: printableText(1024).min(1).optional().describe('User name for the broker; needed for a password under MQTT 3.1.1 (`protocolVersion: 4`), which sends a password only with a user name.'),
         // The password itself never sits in this file: it would be printed by check-config --print,
         // copied into backups and support tickets. It comes from a file or the environment.
-        passwordFile: filePath().optional(),
-        passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable, e.g. EDGE_SENSOR_MQTT_PASSWORD').optional(),
-        password: z.never({ error: 'a password is never read from the config file (got one, not shown): put it in a file named by mqtt.passwordFile or an environment variable named by mqtt.passwordEnv' }).optional(),
+        passwordFile: filePath().optional().describe('A file holding the broker password, read at start (a final newline is not part of it; at most 64 KiB); see [security](security.md).'),
+        passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable, e.g. EDGE_SENSOR_MQTT_PASSWORD').optional().describe('Or the name of an environment variable holding the password, e.g. `EDGE_SENSOR_MQTT_PASSWORD`; not together with `passwordFile`.'),
+        password: z.never({ error: 'a password is never read from the config file (got one, not shown): put it in a file named by mqtt.passwordFile or an environment variable named by mqtt.passwordEnv' }).optional().describe('Refused: a password is never read from the config file. Use `passwordFile` or `passwordEnv`.'),
         tls: z
           .strictObject({
             /** PEM file of the CA(s) that signed the broker's certificate; default: the system's trusted CAs */
-            caFile: filePath().optional(),
+            caFile: filePath().optional().meta({ description: "PEM file of the CA(s) that signed the broker's certificate.", defaultText: "the system's trusted CAs" }),
             /** PEM client certificate and its unencrypted key, for brokers that require one (mutual TLS) */
-            certFile: filePath().optional(),
-            keyFile: filePath().optional(),
+            certFile: filePath().optional().describe('Client certificate (PEM), for brokers that require one; needs `keyFile`.'),
+            keyFile: filePath().optional().describe("The client certificate's unencrypted key (PEM); needs `certFile`."),
             /** the name expected in the broker's certificate (and sent as SNI) when it differs from the URL's host */
-            serverName: printableText(253).min(1).optional(),
-            insecureSkipVerify: z.boolean().default(false),
+            serverName: printableText(253).min(1).optional().meta({ description: "The name the broker's certificate must carry (also sent as TLS SNI), when it differs from the URL's host; `mqtts://` only.", defaultText: "the URL's host" }),
+            insecureSkipVerify: z.boolean().default(false).describe('`true` accepts any broker certificate and logs a warning at every start. For a lab only.'),
           })
-          .prefault({}),
+          .prefault({})
+          .describe('TLS, for `mqtts://` and `wss://` URLs only (set with another URL it is refused rather than sending in clear). The broker certificate is always verified unless `insecureSkipVerify`.'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('The broker and the connection to it.'),
     sync: z
       .strictObject({
-        batchSize: int(1, 100_000).default(500),
-        maxInFlight: int(1, 1000).default(8),
-        intervalMs: int(10, 3_600_000).default(1000),
-        publishTimeoutMs: int(100, 600_000).default(10_000),
-        shutdownTimeoutMs: int(0, 600_000).default(5000),
-        compression: z.enum(['none', 'gzip']).default('none'),
+        batchSize: int(1, 100_000).default(500).describe("Readings per MQTT message at most; a batch is split further to stay under the broker's Maximum Packet Size."),
+        maxInFlight: int(1, 1000).default(8).describe("Batches awaiting their PUBACK at once, never more than the broker's Receive Maximum − 1. A fault resends at most `maxInFlight` × `batchSize` readings."),
+        intervalMs: int(10, 3_600_000).default(1000).describe('How often to look for pending rows when idle. Longer: fewer sync rounds (less CPU and fewer SD-card writes), readings reach the broker later.'),
+        publishTimeoutMs: int(100, 600_000).default(10_000).describe("No PUBACK by then: the batch's outcome is unknown; the daemon reconnects and its rows are sent again."),
+        shutdownTimeoutMs: int(0, 600_000).default(5000).describe('On SIGTERM, how long to wait for the PUBACKs of batches in flight.'),
+        compression: z.enum(['none', 'gzip']).default('none').describe('`gzip` compresses each readings payload (MQTT 5 content type `application/json+gzip`; under MQTT 3.1.1 consumers must know it from configuration).'),
         retry: z
           .strictObject({
-            initialDelayMs: int(1, 3_600_000).default(1000),
-            maxDelayMs: int(1, 86_400_000).default(300_000),
-            maxAttempts: int(1, 1_000_000).default(10),
+            initialDelayMs: int(1, 3_600_000).default(1000).describe('Every delay is random between this and a cap that doubles per attempt (2×, 4×, … this); the first reconnect after a lost connection waits a random 0 to this.'),
+            maxDelayMs: int(1, 86_400_000).default(300_000).describe("The doubling cap's limit; at least `initialDelayMs`."),
+            maxAttempts: int(1, 1_000_000).default(10).describe('Refusals of a batch (MQTT 5 reason code ≥ 0x80) before its rows are parked: kept, left out of sync until `edge-sensor requeue`. Connection failures never park.'),
           })
-          .prefault({}),
+          .prefault({})
+          .describe('Backoff for reconnects and for batches the broker refused.'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Sending pending readings.'),
     status: z
       .strictObject({
-        intervalMs: int(1000, 86_400_000).default(30_000),
+        intervalMs: int(1000, 86_400_000).default(30_000).describe('Period of the retained status message (also sent at every connect).'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe("The device's status topic."),
     retention: z
       .strictObject({
-        syncedMaxAge: duration('retention.syncedMaxAge', 0, 10 * YEAR_MS).default(3 * 86_400_000),
-        pruneIntervalMs: int(1000, 86_400_000).default(60_000),
-        syncLogMaxRows: int(100, 10_000_000).default(10_000),
+        syncedMaxAge: duration('retention.syncedMaxAge', 0, 10 * YEAR_MS).default(3 * 86_400_000).describe('Synced rows are deleted once they were synced this long ago (at most 10 years). Pending and parked rows are never deleted by age.'),
+        pruneIntervalMs: int(1000, 86_400_000).default(60_000).describe('How often the deletion by age runs.'),
+        syncLogMaxRows: int(100, 10_000_000).default(10_000).describe('Newest `sync_log` events kept.'),
         /** the database file plus its WAL never grows past this (0: no cap) */
-        maxDatabaseBytes: size('retention.maxDatabaseBytes', 1_000_000, 2 ** 50).default(1024 ** 3),
+        maxDatabaseBytes: size('retention.maxDatabaseBytes', 1_000_000, 2 ** 50).default(1024 ** 3).describe('Cap for the database file plus its WAL (0: none, else at least 1 MB). Past it synced rows are deleted first (oldest first, whatever their age), then `onFull` decides.'),
         /** keep at least this much free on the database's file system (0: no watermark) */
-        minFreeDiskBytes: size('retention.minFreeDiskBytes', 1, 2 ** 50).default(100 * 1024 ** 2),
+        minFreeDiskBytes: size('retention.minFreeDiskBytes', 1, 2 ** 50).default(100 * 1024 ** 2).describe("Free space to keep on the database's file system, but never more than a tenth of that file system (0: none)."),
         /** full with only unsynced rows left: drop the oldest (default) or stop sampling; both are counted */
-        onFull: z.enum(['drop-oldest', 'stop-sampling']).default('drop-oldest'),
-        checkIntervalMs: int(100, 3_600_000).default(5000),
+        onFull: z.enum(['drop-oldest', 'stop-sampling']).default('drop-oldest').describe('At the cap or watermark with only unsynced rows left: `drop-oldest` deletes the oldest of them (never those in flight), `stop-sampling` stores no new readings until there is room. Both are counted and announced on `/dropped`.'),
+        checkIntervalMs: int(100, 3_600_000).default(5000).describe('How often the cap and the watermark are checked besides after every write (cheap: a stat of the database and its WAL, a statfs).'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Keeping the disk bounded; see [durability](durability.md#bounded-disk).'),
     control: z
       .strictObject({
-        socketPath: filePath().optional(),
+        socketPath: filePath().optional().meta({ description: 'The unix socket (mode 0660, no network port) through which `offline`, `online`, `sync` and `requeue` reach the running daemon; at most 107 bytes; a folder every user may write to is refused.', defaultText: '`{database.path}.sock`' }),
       })
-      .prefault({}),
+      .prefault({})
+      .describe("The CLI's channel to the running daemon."),
     host: z
       .strictObject({
-        procRoot: filePath().default('/proc'),
-        sysRoot: filePath().default('/sys'),
+        procRoot: filePath().default('/proc').describe('Where `cpu-load` and `memory` read `/proc` (tests point it at a fake tree).'),
+        sysRoot: filePath().default('/sys').describe('Where `cpu-temperature` and the Raspberry Pi sensors read `/sys` (tests point it at a fake tree).'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Where the host sensors read.'),
     // prefault: the default list goes through the sensor schema, so its sensors get their own defaults (count, min, max...)
-    sensors: z.array(sensorSchema).prefault(defaultSensors as never),
+    sensors: z.array(sensorSchema).prefault(defaultSensors as never).describe('The sensors to sample, each with a `type` (below); `[]` for none.'),
     log: z
       .strictObject({
-        level: z.enum(LOG_LEVELS).default('info'),
+        level: z.enum(LOG_LEVELS).default('info').describe('pino log level. The `LOG_LEVEL` environment variable overrides it (a wrong value there is a config error too).'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Logs: JSON lines on stdout.'),
   });
 
 /**

@@ -14,11 +14,11 @@ import { embedded, mosquitto, mosquittoSecure, nats, rabbitmq, type BrokerKind, 
 // The same end-to-end check against every broker we can run here: 1,000 readings waiting in the
 // database, the real daemon (the built CLI) publishes them, the connection is cut once midway,
 // every reading must be marked synced and reach a subscriber at least once. What each broker
-// does differently goes into the notes; the table is written into the README.
+// does differently goes into the notes; the table is written into docs/mqtt-api.md.
 
 const READINGS = 1000;
 const TOPIC_ROOT = 'interop';
-const README = fileURLToPath(new URL('../../README.md', import.meta.url));
+const DOC = fileURLToPath(new URL('../../docs/mqtt-api.md', import.meta.url));
 const tmp = makeTmp('es-io-');
 
 interface Row {
@@ -27,7 +27,7 @@ interface Row {
   protocol: string;
   result: 'pass' | 'FAIL' | 'not supported' | 'skipped';
   notes: string[];
-  /** what differs from run to run (where the cut fell, duplicates): printed, kept out of the README */
+  /** what differs from run to run (where the cut fell, duplicates): printed, kept out of the docs */
   run: string[];
 }
 
@@ -51,8 +51,8 @@ const rows: Row[] = [];
 afterAll(() => {
   const table = renderTable(rows);
   process.stdout.write('\n' + renderTable(rows, true) + '\n');
-  // a filtered run (vitest -t) would write a partial table: only a full run updates the README
-  if (rows.length === expectedRows) writeReadmeTable(table);
+  // a filtered run (vitest -t) would write a partial table: only a full run updates the docs
+  if (rows.length === expectedRows) writeDocTable(table);
   tmp.cleanup();
 });
 
@@ -239,14 +239,14 @@ function renderTable(rs: Row[], withRun = false): string {
 const BEGIN = '<!-- interop-table: written by npm run test:interop -->';
 const END = '<!-- /interop-table -->';
 
-function writeReadmeTable(table: string): void {
-  const text = readFileSync(README, 'utf8');
+function writeDocTable(table: string): void {
+  const text = readFileSync(DOC, 'utf8');
   const a = text.indexOf(BEGIN);
   const b = text.indexOf(END);
   if (a < 0 || b < a) {
-    process.stdout.write('README has no interop table markers: not updated\n');
+    process.stdout.write('docs/mqtt-api.md has no interop table markers: not updated\n');
     return;
   }
   const stamp = `Last run: Node ${process.version}, ${process.platform}-${process.arch}.`;
-  writeFileSync(README, text.slice(0, a + BEGIN.length) + `\n${table}\n\n${stamp}\n` + text.slice(b));
+  writeFileSync(DOC, text.slice(0, a + BEGIN.length) + `\n${table}\n\n${stamp}\n` + text.slice(b));
 }

@@ -77,7 +77,7 @@ export function readResults(dir: string): ScenarioResult[] {
 
 const n = (v: number) => v.toLocaleString('en-US');
 
-/** The suite's table as markdown (the README carries it). */
+/** The suite's table as markdown (docs/durability.md carries it). */
 export function markdownTable(rs: ScenarioResult[]): string {
   const head = ['scenario', 'runs', 'faults', 'readings', 'lost', 'lost by the broker after its PUBACK', 'vanished', 'duplicates (resent + redelivered)', 'connections lost', 'max resent after one fault (in flight × connections it cost)', 'faults with batches in flight', 'faults that caused resends', 'integrity'];
   const lines = [`| ${head.join(' | ')} |`, `| ${head.map((h, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`];
