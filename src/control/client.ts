@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import type { ControlRequest, ControlResponse } from './protocol.js';
+import { sharedFolderProblem } from '../util/shared-folder.js';
 
 /** Nothing listens on the control socket: the daemon is not running (or runs with another database). */
 export class DaemonNotRunningError extends Error {
@@ -14,6 +15,9 @@ export class ControlCommandError extends Error {}
 
 /** Sends one command to the running daemon and returns its result. Every wait has a timeout. */
 export function sendControl(socketPath: string, cmd: ControlRequest['cmd'], args: Record<string, unknown> = {}, timeoutMs = 5000): Promise<unknown> {
+  // in a folder anyone can write to, whoever answers may not be the daemon
+  const shared = sharedFolderProblem(socketPath);
+  if (shared) return Promise.reject(new Error(`not talking to ${socketPath}: ${shared}`));
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath);
     let buf = '';
