@@ -77,18 +77,23 @@ export function parseConfig(input: unknown, file = '(inline)'): Config {
 
 /** Reads, parses and validates a YAML config file, then applies LOG_LEVEL from the environment. Throws ConfigError on any problem. */
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  const config = loadConfigFile(file);
+  return withLogLevelFromEnv(parseConfig(readConfigFile(file), file), file, env);
+}
+
+/** LOG_LEVEL from the environment overrides log.level of any of our configs (daemon, collector). */
+export function withLogLevelFromEnv<T extends { log: { level: string } }>(config: T, file: string, env: NodeJS.ProcessEnv = process.env): T {
   const level = env.LOG_LEVEL;
   if (level) {
     if (!(LOG_LEVELS as readonly string[]).includes(level)) {
       throw new ConfigError(file, [{ path: 'LOG_LEVEL (environment)', message: `expected one of ${LOG_LEVELS.join('|')} (got ${JSON.stringify(level)})` }]);
     }
-    config.log.level = level as Config['log']['level'];
+    config.log.level = level;
   }
   return config;
 }
 
-function loadConfigFile(file: string): Config {
+/** Reads a YAML config file into a plain object, not validated yet. Throws ConfigError when it cannot be read or parsed. */
+export function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -109,5 +114,5 @@ function loadConfigFile(file: string): Config {
   }
   // a section left empty in YAML (`device:` followed only by comments) means "all defaults"
   for (const [k, v] of Object.entries(input)) if (v === null && k !== 'sensors') delete (input as Record<string, unknown>)[k];
-  return parseConfig(input, file);
+  return input as Record<string, unknown>;
 }
