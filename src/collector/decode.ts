@@ -133,6 +133,15 @@ function payloadText(payload: Buffer, contentType: string | undefined, maxBytes:
   return bytes.toString('utf8');
 }
 
+/** JavaScript takes 2026-02-31 for 3 March; PostgreSQL refuses it. */
+function dayExists(ts: string): boolean {
+  const day = Number(ts.slice(8, 10));
+  if (day <= 28) return day >= 1;
+  const y = Number(ts.slice(0, 4));
+  const m = Number(ts.slice(5, 7));
+  return m >= 1 && m <= 12 && day <= new Date(Date.UTC(y, m, 0)).getUTCDate();
+}
+
 function holdsNul(v: unknown): boolean {
   if (typeof v === 'string') return v.includes('\0');
   if (v === null || typeof v !== 'object') return false;
@@ -164,7 +173,7 @@ function decodeReadings(device: string, msg: Record<string, unknown>) {
     if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) fail(`readings[${i}].seq: expected a whole number >= 1`);
     if (typeof ts !== 'string' || !ISO_TS.test(ts)) fail(`readings[${i}].ts: expected an ISO 8601 time with its offset`);
     const t = Date.parse(ts as string);
-    if (!Number.isFinite(t)) fail(`readings[${i}].ts: not a valid date`);
+    if (!Number.isFinite(t) || !dayExists(ts as string)) fail(`readings[${i}].ts: not a valid date`);
     if (value !== null && (typeof value !== 'number' || !Number.isFinite(value))) fail(`readings[${i}].value: expected a finite number or null`);
     if (clock !== undefined && clock !== 'unsynced') fail(`readings[${i}].clock: expected "unsynced" or nothing`);
     c.seq[i] = seq as number;

@@ -40,7 +40,7 @@ export type PgFailure = 'retry' | 'data' | 'unavailable';
 
 /** What to do about a failed statement, from its SQLSTATE. */
 export function classifyPgError(err: unknown): PgFailure {
-  const code = (err as { code?: unknown }).code;
+  const code = (err as { code?: unknown } | undefined)?.code;
   if (typeof code !== 'string' || code.length !== 5) return 'unavailable';
   // serialization failure, deadlock, lock_timeout: the same transaction may well pass now
   if (code.startsWith('40') || code === '55P03') return 'retry';
@@ -51,7 +51,7 @@ export function classifyPgError(err: unknown): PgFailure {
 
 /** Authentication failed or the database does not exist: restarting will not help. */
 export function isConfigFailure(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
+  const code = (err as { code?: unknown } | undefined)?.code;
   return code === '28P01' || code === '28000' || code === '3D000';
 }
 
