@@ -12,9 +12,12 @@ export function printable(s: string): string {
   return s.replace(UNPRINTABLE, (c) => `\\u${hex(c)}`);
 }
 
+// what JSON.stringify leaves raw inside strings (it escapes C0 itself; the layout's newlines stay)
+const UNPRINTABLE_IN_JSON = /[\u007f-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
 /** JSON for a terminal or a pipe: JSON.stringify leaves C1 and bidi characters raw, escape them too. */
 export function safeJson(v: unknown): string {
-  return JSON.stringify(v, null, 2).replace(UNPRINTABLE, (c) => `\\u${hex(c)}`);
+  return JSON.stringify(v, null, 2).replace(UNPRINTABLE_IN_JSON, (c) => `\\u${hex(c)}`);
 }
 
 export interface FleetRow {
