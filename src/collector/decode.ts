@@ -26,7 +26,7 @@ interface Origin {
 
 export type Decoded =
   | (Origin & { kind: 'readings'; device: string; batch: string; readings: ReadingColumns; newestTsMs: number })
-  | (Origin & { kind: 'status'; device: string; json: string; online: boolean | null; ts: string | null })
+  | (Origin & { kind: 'status'; device: string; json: string; online: boolean | null; ts: string | null; pending: number | null })
   | (Origin & { kind: 'dropped'; device: string; ranges: Array<[number, number]>; reasons: string[] })
   | Rejection
   | { kind: 'ignored'; why: string };
@@ -110,7 +110,15 @@ export function decodeMessage(topic: string, payload: Buffer, contentType: strin
         return { ...origin, ...decodeDropped(device, msg) };
       default:
         if (text.length > MAX_STATUS_BYTES) return reject('too-large', `status of ${text.length} bytes, more than ${MAX_STATUS_BYTES}`);
-        return { ...origin, kind: 'status', device, json: text, online: msg.state === 'online' ? true : msg.state === 'offline' ? false : null, ts: typeof msg.ts === 'string' && ISO_TS.test(msg.ts) ? msg.ts : null };
+        return {
+          ...origin,
+          kind: 'status',
+          device,
+          json: text,
+          online: msg.state === 'online' ? true : msg.state === 'offline' ? false : null,
+          ts: typeof msg.ts === 'string' && ISO_TS.test(msg.ts) && dayExists(msg.ts) ? msg.ts : null,
+          pending: typeof msg.pending === 'number' && Number.isSafeInteger(msg.pending) && msg.pending >= 0 ? msg.pending : null,
+        };
     }
   } catch (err) {
     if (err instanceof ContractError) return reject('contract', err.message);

@@ -42,7 +42,6 @@ export interface FleetRow {
 export function fleetRows(s: FleetSnapshot): FleetRow[] {
   const now = s.now.getTime();
   return s.devices.map((d) => {
-    const pending = d.lastStatus && typeof d.lastStatus.pending === 'number' ? d.lastStatus.pending : null;
     return {
       device: d.device,
       state: d.online === true ? 'online' : d.online === false ? 'offline' : 'unknown',
@@ -52,7 +51,7 @@ export function fleetRows(s: FleetSnapshot): FleetRow[] {
       highestSeq: d.highestSeq,
       newestTs: d.newestTs?.toISOString() ?? null,
       lagMs: d.newestTs ? now - d.newestTs.getTime() : null,
-      pending,
+      pending: d.pending,
       openGaps: { ranges: d.openGaps, readings: d.openReadings },
       droppedAnnounced: d.droppedAnnounced,
       duplicatesAbsorbed: d.duplicatesAbsorbed,

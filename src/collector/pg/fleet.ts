@@ -7,6 +7,8 @@ export interface FleetDevice {
   online: boolean | null;
   lastSeen: Date | null;
   lastStatus: Record<string, unknown> | null;
+  /** readings waiting on the device, from the last status that said */
+  pending: number | null;
   readingsStored: number;
   highestSeq: number;
   newestTs: Date | null;
@@ -36,7 +38,7 @@ export interface GapListing {
 export async function readFleet(c: pg.ClientBase, t: Tables): Promise<FleetSnapshot> {
   const now = await c.query<{ now: Date }>('SELECT now() AS now');
   const r = await c.query<Record<string, unknown>>(
-    `SELECT d.device, d.online, d.last_seen, d.last_status, d.readings_stored::float8, d.highest_seq::float8, d.accounted_seq::float8,
+    `SELECT d.device, d.online, d.last_seen, d.last_status, d.pending::float8, d.readings_stored::float8, d.highest_seq::float8, d.accounted_seq::float8,
             d.newest_ts, d.duplicates_absorbed::float8, d.dropped_announced::float8, d.rejected_messages::float8,
             coalesce(g.ranges, 0)::float8 AS open_gaps, coalesce(g.readings, 0)::float8 AS open_readings, g.first_open::float8
      FROM ${t.devices} d
@@ -52,6 +54,7 @@ export async function readFleet(c: pg.ClientBase, t: Tables): Promise<FleetSnaps
       online: x.online as boolean | null,
       lastSeen: x.last_seen as Date | null,
       lastStatus: x.last_status as Record<string, unknown> | null,
+      pending: x.pending as number | null,
       readingsStored: x.readings_stored as number,
       highestSeq: x.highest_seq as number,
       newestTs: x.newest_ts as Date | null,

@@ -30,6 +30,8 @@ export const MIGRATIONS: Array<(s: string) => string> = [
       last_status         jsonb,
       online              boolean,
       status_ts           timestamptz,
+      -- readings waiting on the device, from the last status that said (a goodbye does not)
+      pending             bigint,
       highest_seq         bigint NOT NULL DEFAULT 0,
       -- highest seq stored or announced dropped: every seq up to it is stored or inside a gap
       accounted_seq       bigint NOT NULL DEFAULT 0,

@@ -234,9 +234,10 @@ async function applyChanges(client: pg.ClientBase, t: Tables, work: Map<string, 
         last_seen = CASE WHEN u.seen THEN now() ELSE d.last_seen END,
         last_status = CASE WHEN u.status IS NOT NULL AND (u.status_ts IS NULL OR d.status_ts IS NULL OR u.status_ts >= d.status_ts) THEN u.status::jsonb ELSE d.last_status END,
         online = CASE WHEN u.status IS NOT NULL AND (u.status_ts IS NULL OR d.status_ts IS NULL OR u.status_ts >= d.status_ts) THEN u.online ELSE d.online END,
-        status_ts = CASE WHEN u.status IS NOT NULL AND (u.status_ts IS NULL OR d.status_ts IS NULL OR u.status_ts >= d.status_ts) THEN coalesce(u.status_ts, d.status_ts) ELSE d.status_ts END
-      FROM unnest($15::text[], $16::bigint[], $17::bigint[], $18::timestamptz[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::boolean[], $24::text[], $25::boolean[], $26::timestamptz[])
-        AS u(device, accounted, highest, newest, stored, dups, dropped, rejected, seen, status, online, status_ts)
+        status_ts = CASE WHEN u.status IS NOT NULL AND (u.status_ts IS NULL OR d.status_ts IS NULL OR u.status_ts >= d.status_ts) THEN coalesce(u.status_ts, d.status_ts) ELSE d.status_ts END,
+        pending = CASE WHEN u.pending IS NOT NULL AND (u.status_ts IS NULL OR d.status_ts IS NULL OR u.status_ts >= d.status_ts) THEN u.pending ELSE d.pending END
+      FROM unnest($15::text[], $16::bigint[], $17::bigint[], $18::timestamptz[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::boolean[], $24::text[], $25::boolean[], $26::timestamptz[], $27::bigint[])
+        AS u(device, accounted, highest, newest, stored, dups, dropped, rejected, seen, status, online, status_ts, pending)
       WHERE d.device = u.device`,
     values: [
       g.deleteIds,
@@ -265,6 +266,7 @@ async function applyChanges(client: pg.ClientBase, t: Tables, work: Map<string, 
       devs.map(([, w]) => st(w)?.json ?? null),
       devs.map(([, w]) => st(w)?.online ?? null),
       devs.map(([, w]) => st(w)?.ts ?? null),
+      devs.map(([, w]) => st(w)?.pending ?? null),
     ],
   });
 }

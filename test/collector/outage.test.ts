@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { Mosquitto } from '../helpers/mosquitto.js';
+import { FaultProxy } from '../helpers/proxy.js';
+import { sleep, waitFor } from '../helpers/process.js';
+import { PrivatePg, sql } from '../helpers/postgres.js';
+import { makeTmp } from '../helpers/tmp.js';
+import { AckTap, collectorConfig, FakeDevice, range, startCollector, stopCollector } from './helpers.js';
+
+// PostgreSQL is stopped here: a cluster of the test's own, never the machine's
+const tmp = makeTmp('es-out-');
+let db: PrivatePg;
+let mosq: Mosquitto;
+beforeAll(async () => {
+  db = await PrivatePg.start();
+  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
+});
+afterAll(async () => {
+  await mosq?.stop();
+  await db?.destroy();
+  tmp.cleanup();
+});
+
+describe('collector and a PostgreSQL outage', () => {
+  it('PostgreSQL stopped for 30 s: no PUBACK meanwhile; then it catches up, nothing lost, nothing twice', async () => {
+    const proxy = await new FaultProxy(mosq.port).listen();
+    const tap = new AckTap().attach(proxy);
+    const files = collectorConfig(tmp.dir, 'outage', { url: proxy.url, pgUrl: db.url, schema: 'outage', prefix: 'out' });
+    const col = await startCollector(files);
+    const dev = await FakeDevice.connect(mosq.url, 'pi-o', 'out');
+    // a device sending 50 readings every 50 ms all along, through the outage
+    let next = 1;
+    let publishing = true;
+    const pub = (async () => {
+      while (publishing) {
+        await dev.readings(range(next, next + 49));
+        next += 50;
+        await sleep(50);
+      }
+    })();
+    const stored = async () => Number((await sql<{ n: string }>(db.url, 'SELECT count(*) AS n FROM outage.readings'))[0].n);
+    await waitFor(async () => (await stored()) >= 500, 15_000, 'readings stored before the outage');
+
+    db.stop('fast');
+    await waitFor(() => col.logLines().some((l) => l.msg?.toString().startsWith('PostgreSQL unavailable')), 20_000, 'the collector noticing');
+    const noticed = Number(col.logLines().find((l) => l.msg?.toString().startsWith('PostgreSQL unavailable'))!.time);
+    const acksBefore = tap.acks.length;
+    await sleep(30_000);
+    const restarted = Date.now();
+    await db.begin();
+    await waitFor(() => col.logLines().some((l) => l.msg?.toString().startsWith('PostgreSQL answers again')), 40_000, 'the collector back');
+    await sleep(1000);
+    publishing = false;
+    await pub;
+    const published = next - 1;
+    await waitFor(async () => (await stored()) === published, 30_000, `all ${published} readings stored`);
+
+    // from the moment it knew, until the database came back, it acknowledged nothing
+    expect(tap.acks.filter((a) => a.at > noticed && a.at < restarted)).toEqual([]);
+    expect(tap.acks.length).toBeGreaterThan(acksBefore);
+    expect(published).toBeGreaterThan(20_000);
+    const rows = await sql<{ n: number; d: number; lo: number; hi: number }>(db.url, 'SELECT count(*)::int AS n, count(DISTINCT seq)::int AS d, min(seq)::int AS lo, max(seq)::int AS hi FROM outage.readings');
+    expect(rows[0]).toEqual({ n: published, d: published, lo: 1, hi: published });
+    expect(await sql(db.url, "SELECT from_seq, to_seq FROM outage.gaps WHERE state = 'open'")).toEqual([]);
+    expect(col.child.exitCode).toBeNull();
+    expect(await stopCollector(col)).toBe(0);
+    await dev.end();
+    await proxy.close();
+  }, 150_000);
+});
