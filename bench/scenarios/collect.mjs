@@ -87,10 +87,14 @@ async function publishBacklog(url, shape) {
   if (failed) throw failed;
 }
 
+// BENCH_COLLECT_CONFIG='{"batch":{"maxReadings":5000},"mqtt":{"receiveMaximum":50}}' tries other settings
+const extra = JSON.parse(process.env.BENCH_COLLECT_CONFIG ?? '{}');
+
 function collectorConfig(dir, { url, dbUrl, schema, clientId, group }) {
   return writeDaemonConfig(dir, {
-    mqtt: { url, topicPrefix: COLLECT_PREFIX, clientId, ...(group ? { shareGroup: group } : {}) },
-    postgres: { url: dbUrl, schema },
+    ...extra,
+    mqtt: { url, topicPrefix: COLLECT_PREFIX, clientId, ...(group ? { shareGroup: group } : {}), ...extra.mqtt },
+    postgres: { url: dbUrl, schema, ...extra.postgres },
     log: { level: 'warn' },
   }, `${clientId}.yaml`);
 }

@@ -106,6 +106,7 @@ export class Writer extends EventEmitter<WriterEvents> {
       }
       for (const q of take) q.ack();
       this.report(take.length, outcomes, performance.now() - t0);
+      this.log.trace({ messages: take.length, readings, ms: Math.round(performance.now() - t0), queued: this.queue.length }, 'committed');
     }
   }
 

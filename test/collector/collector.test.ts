@@ -1,9 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { FaultProxy } from '../helpers/proxy.js';
-import { runCli, waitFor, type Spawned } from '../helpers/process.js';
+import { CLI, runCli, track, waitFor, type Spawned } from '../helpers/process.js';
 import { testSchema } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
 import { AckTap, collectorConfig, FakeDevice, range, readingsPayload, startCollector, stopCollector } from './helpers.js';
@@ -169,6 +171,27 @@ describe('edge-sensor collect', () => {
     await s.run();
     await waitFor(async () => (await s.count('pi-4')) === 40, 10_000, 'stored after the restart');
     expect((await s.q("SELECT count(*)::int AS n FROM gaps WHERE state = 'open'"))[0].n).toBe(0);
+  });
+
+  it('runs with the node flags of the edge-sensor command (--lite-mode: no WebAssembly)', async () => {
+    const flags = readFileSync(CLI, 'utf8').split('\n', 1)[0].split(/\s+/).filter((f) => f.startsWith('--'));
+    expect(flags).toContain('--lite-mode');
+    const s = await setup('lite');
+    const p = track(spawn(process.execPath, [...flags, CLI, 'collect', ...s.files.args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    after.push(async () => {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    });
+    let out = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.stderr!.on('data', (d) => (out += d));
+    await waitFor(() => out.includes('"subscribed"'), 20_000, `collector under ${flags.join(' ')}: ${out}`);
+    const dev = await s.device('pi-lite');
+    await dev.readings(range(1, 5));
+    await waitFor(async () => (await s.count('pi-lite')) === 5, 10_000, 'stored');
+    const fleet = spawnSync(process.execPath, [...flags, CLI, 'fleet', ...s.files.args, '--json'], { encoding: 'utf8' });
+    expect(fleet.status).toBe(0);
+    expect(JSON.parse(fleet.stdout).devices[0]).toMatchObject({ device: 'pi-lite', readingsStored: 5 });
   });
 
   it('refuses a config with every problem listed (exit 78), and a database with newer tables (exit 65)', async () => {

@@ -1,3 +1,4 @@
+import './runtime.js';
 import pg from 'pg';
 import { MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE } from './migrations.js';
 import { SchemaError } from './errors.js';

@@ -1,10 +1,11 @@
+import './runtime.js';
 import pg from 'pg';
 import type { Logger } from '../../util/logger.js';
 import type { Rejection } from '../decode.js';
 import { classifyPgError, isConfigFailure, pgErrorText, StoreConfigError, StoreUnavailableError } from './errors.js';
 import { readFleet, readGaps, type FleetSnapshot, type GapListing } from './fleet.js';
 import { openSchema, tableNames, type Tables } from './schema.js';
-import { ConflictFound, writeBatch, type ItemOutcome, type StoreItem } from './write.js';
+import { ConflictFound, DuplicatesFound, writeBatch, type ItemOutcome, type StoreItem } from './write.js';
 
 export type { ItemOutcome, StoreItem };
 
@@ -90,10 +91,16 @@ export class PgStore {
   async write(items: readonly StoreItem[]): Promise<ItemOutcome[]> {
     await this.ensureDevices(items);
     let batch = [...items];
+    // duplicates are rare (a redelivery, a resend): the insert says which readings are new only then
+    let detail = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.withClient((c) => writeBatch(c, this.tables, batch, this.opts.reorderWindowMs));
+        return await this.withClient((c) => writeBatch(c, this.tables, batch, this.opts.reorderWindowMs, detail));
       } catch (err) {
+        if (err instanceof DuplicatesFound) {
+          detail = true;
+          continue;
+        }
         if (err instanceof ConflictFound) {
           batch = batch.map((item, i) => (err.conflicts.has(i) ? asRejection(item, 'conflicting-duplicate', err.conflicts.get(i)!) : item));
           continue;
@@ -152,7 +159,7 @@ export class PgStore {
     try {
       return await fn(client);
     } catch (err) {
-      if (!(err instanceof ConflictFound) && classifyPgError(err) === 'unavailable') broken ??= err as Error;
+      if (!(err instanceof ConflictFound) && !(err instanceof DuplicatesFound) && classifyPgError(err) === 'unavailable') broken ??= err as Error;
       throw err;
     } finally {
       client.off('error', onError);

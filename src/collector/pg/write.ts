@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Decoded, RejectReason, Rejection } from '../decode.js';
 import { planGaps, type GapPiece, type GapRow } from '../gaps.js';
 import type { Tables } from './schema.js';
+import { booleanArray, nullableNumberArray, plainArray, textArray } from './literal.js';
 
 /** What the store takes: every decoded message but the ignored ones. */
 export type StoreItem = Exclude<Decoded, { kind: 'ignored' }>;
@@ -10,6 +11,13 @@ export type ItemOutcome =
   | { kind: 'stored'; device: string; stored: number; duplicates: number }
   | { kind: 'applied'; device: string }
   | { kind: 'rejected'; topic: string; device: string | null; reason: RejectReason; detail: string };
+
+/** Some readings were stored before: redo the transaction with the insert saying which are new. */
+export class DuplicatesFound extends Error {
+  constructor() {
+    super('duplicates in the batch');
+  }
+}
 
 /** Readings of some messages collide with stored ones under another id: redo the transaction without them. */
 export class ConflictFound extends Error {
@@ -40,10 +48,10 @@ const iso = (ms: number) => new Date(ms).toISOString();
  * collectors sharing a fleet wait for each other instead of deadlocking), statuses, announced
  * drops and rejections. Commits, or throws with everything rolled back.
  */
-export async function writeBatch(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], reorderWindowMs: number): Promise<ItemOutcome[]> {
+export async function writeBatch(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], reorderWindowMs: number, detail: boolean): Promise<ItemOutcome[]> {
   await client.query('BEGIN');
   try {
-    const out = await writeInTransaction(client, t, items, reorderWindowMs);
+    const out = await writeInTransaction(client, t, items, reorderWindowMs, detail);
     await client.query('COMMIT');
     return out;
   } catch (err) {
@@ -52,7 +60,7 @@ export async function writeBatch(client: pg.ClientBase, t: Tables, items: readon
   }
 }
 
-async function writeInTransaction(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], reorderWindowMs: number): Promise<ItemOutcome[]> {
+async function writeInTransaction(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], reorderWindowMs: number, detail: boolean): Promise<ItemOutcome[]> {
   const names = [...new Set(items.map((i) => i.device).filter((d): d is string => d !== null))].sort();
   const locked = await client.query({
     text: `SELECT device, accounted_seq, highest_seq, extract(epoch FROM now()) * 1000 FROM ${t.devices} WHERE device = ANY($1::text[]) ORDER BY device FOR UPDATE`,
@@ -83,38 +91,57 @@ async function writeInTransaction(client: pg.ClientBase, t: Tables, items: reado
       for (const r of item.reasons) w.dropReasons.add(r);
     } else outcomes[i] = { kind: 'stored', device: item.device, stored: 0, duplicates: 0 };
   }
-  await insertReadings(client, t, items, work, outcomes);
+  await insertReadings(client, t, items, work, outcomes, detail);
   const gapChanges = await planDeviceGaps(client, t, work, nowMs, reorderWindowMs);
   await applyChanges(client, t, work, gapChanges, rejections);
   return outcomes;
 }
 
-async function insertReadings(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], work: Map<string, DeviceWork>, outcomes: ItemOutcome[]): Promise<void> {
-  const cols = { device: [] as string[], seq: [] as number[], id: [] as string[], ts: [] as string[], sensor: [] as string[], value: [] as Array<number | null>, unit: [] as Array<string | null>, description: [] as Array<string | null>, clock: [] as boolean[], batch: [] as string[] };
-  for (const item of items) {
-    if (item.kind !== 'readings') continue;
-    const r = item.readings;
-    for (let k = 0; k < r.seq.length; k++) {
-      cols.device.push(item.device);
-      cols.seq.push(r.seq[k]);
-      cols.id.push(r.id[k]);
-      cols.ts.push(r.ts[k]);
-      cols.sensor.push(r.sensor[k]);
-      cols.value.push(r.value[k]);
-      cols.unit.push(r.unit[k]);
-      cols.description.push(r.description[k]);
-      cols.clock.push(r.clockUnsynced[k]);
-      cols.batch.push(item.batch);
+/**
+ * One INSERT for every reading of the batch. Without `detail` it only counts: when every reading
+ * was new (the usual case) that says all; otherwise DuplicatesFound asks for the transaction again
+ * with RETURNING, which says which readings were new.
+ */
+async function insertReadings(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], work: Map<string, DeviceWork>, outcomes: ItemOutcome[], detail: boolean): Promise<void> {
+  const msgs = items.filter((i): i is Extract<StoreItem, { kind: 'readings' }> => i.kind === 'readings');
+  const total = msgs.reduce((n, m) => n + m.readings.seq.length, 0);
+  if (total === 0) return;
+  const cols = { device: new Array<string>(total), seq: new Array<number>(total), id: new Array<string>(total), ts: new Array<string>(total), sensor: new Array<string>(total), value: new Array<number | null>(total), unit: new Array<string | null>(total), description: new Array<string | null>(total), clock: new Array<boolean>(total), batch: new Array<string>(total) };
+  let k = 0;
+  for (const m of msgs) {
+    const r = m.readings;
+    for (let j = 0; j < r.seq.length; j++, k++) {
+      cols.device[k] = m.device;
+      cols.seq[k] = r.seq[j];
+      cols.id[k] = r.id[j];
+      cols.ts[k] = r.ts[j];
+      cols.sensor[k] = r.sensor[j];
+      cols.value[k] = r.value[j];
+      cols.unit[k] = r.unit[j];
+      cols.description[k] = r.description[j];
+      cols.clock[k] = r.clockUnsynced[j];
+      cols.batch[k] = m.batch;
     }
   }
-  if (cols.seq.length === 0) return;
   const ins = await client.query({
     text: `INSERT INTO ${t.readings} (device, seq, id, ts, sensor, value, unit, description, clock_unsynced, batch)
            SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::timestamptz[], $5::text[], $6::float8[], $7::text[], $8::text[], $9::boolean[], $10::uuid[])
-           ON CONFLICT (device, seq) DO NOTHING RETURNING device, seq`,
-    values: [cols.device, cols.seq, cols.id, cols.ts, cols.sensor, cols.value, cols.unit, cols.description, cols.clock, cols.batch],
+           ON CONFLICT (device, seq) DO NOTHING${detail ? ' RETURNING device, seq' : ''}`,
+    values: [textArray(cols.device), plainArray(cols.seq), plainArray(cols.id), plainArray(cols.ts), textArray(cols.sensor), nullableNumberArray(cols.value), textArray(cols.unit), textArray(cols.description), booleanArray(cols.clock), plainArray(cols.batch)],
     rowMode: 'array',
   });
+  if (!detail) {
+    if (ins.rowCount !== total) throw new DuplicatesFound();
+    for (const [i, item] of items.entries()) {
+      if (item.kind !== 'readings') continue;
+      const w = work.get(item.device)!;
+      (outcomes[i] as Extract<ItemOutcome, { kind: 'stored' }>).stored = item.readings.seq.length;
+      w.stored += item.readings.seq.length;
+      for (const seq of item.readings.seq) w.inserted.push(seq);
+      if (item.newestTsMs > w.newestMs) w.newestMs = item.newestTsMs;
+    }
+    return;
+  }
   const fresh = new Map<string, Set<number>>();
   for (const [device, seq] of ins.rows as Array<[string, string]>) {
     let s = fresh.get(device);
