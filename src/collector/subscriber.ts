@@ -15,6 +15,14 @@ export interface InboundMessage {
   ack(): void;
 }
 
+/** What the wiring needs from the broker side: messages with their acks, and a pause while the database is away. */
+export interface MessageSource {
+  on(event: 'message', fn: (m: InboundMessage) => void): unknown;
+  /** disconnect, keeping the session: the broker keeps what was not acknowledged */
+  pause(): Promise<void>;
+  resume(): void;
+}
+
 export interface SubscriberOptions {
   link: Omit<LinkOptions, 'onClient' | 'persistentSession311' | 'receiveMaximum'>;
   topicPrefix: string;
@@ -43,7 +51,7 @@ const PUBACK_LATER = new Error('PUBACK deferred until the commit');
  * store says so, the same way under 3.1.1 and 5; the number (and bytes) of messages awaiting their
  * PUBACK is bounded: the MQTT 5 Receive Maximum, and beyond the bound the socket is not read.
  */
-export class FleetSubscriber extends EventEmitter<SubscriberEvents> {
+export class FleetSubscriber extends EventEmitter<SubscriberEvents> implements MessageSource {
   private readonly link: MqttLink;
   /** the client whose messages are taken; any other client's are dropped unacknowledged */
   private client?: MqttClient;
@@ -162,6 +170,12 @@ export class FleetSubscriber extends EventEmitter<SubscriberEvents> {
     }
     this.everConnected = true;
     const filters = this.filters();
+    // no SUBACK in time: a connection that subscribes nothing is worth nothing; a new one is made
+    const timer = setTimeout(() => {
+      if (client !== this.client) return;
+      this.log.warn({ timeoutMs: this.opts.link.connectTimeoutMs }, 'no SUBACK in time: reconnecting');
+      client.end(true);
+    }, this.opts.link.connectTimeoutMs);
     try {
       const granted = await client.subscribeAsync(filters, { qos: 1 });
       const refused = granted.filter((g) => g.qos >= 0x80);
@@ -174,6 +188,8 @@ export class FleetSubscriber extends EventEmitter<SubscriberEvents> {
     } catch (err) {
       // the connection went away meanwhile: the next one subscribes again
       if (client === this.client) this.log.warn({ err: (err as Error).message }, 'subscribe failed');
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { FaultProxy } from '../helpers/proxy.js';
 import { daemonConfig, sqlValue } from '../helpers/daemon-config.js';
-import { runCli, spawnCli, waitFor } from '../helpers/process.js';
+import { runCli, spawnCli, TIME_SCALE, waitFor } from '../helpers/process.js';
 import { PrivatePg, sql } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
 import { collectorConfig, startCollector, stopCollector } from './helpers.js';
@@ -95,7 +95,7 @@ describe('collector end to end', () => {
     expect(fleet.devices.map((d: { device: string; openGaps: { ranges: number }; state: string; pending: number }) => [d.device, d.openGaps.ranges, d.state, d.pending])).toEqual(names.map((n) => [n, 0, 'offline', 0]));
     expect(total).toBeGreaterThan(8000);
     expect(await stopCollector(col)).toBe(0);
-  }, 180_000);
+  }, 180_000 * TIME_SCALE);
 
   it("a daemon's resend after SIGKILL (its PUBACKs still on the way) is stored once and counted as duplicates", async () => {
     const prefix = 'resend';
@@ -127,6 +127,6 @@ describe('collector end to end', () => {
     expect(dev.duplicates_absorbed).toBeGreaterThan(0);
     expect((await sql<{ n: number }>(db.url, 'SELECT count(*)::int AS n FROM resend.readings'))[0].n).toBe(all.length);
     expect(await stopCollector(col)).toBe(0);
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 });
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { FaultProxy } from '../helpers/proxy.js';
-import { sleep, waitFor } from '../helpers/process.js';
+import { sleep, TIME_SCALE, waitFor } from '../helpers/process.js';
 import { PrivatePg, sql } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
 import { AckTap, collectorConfig, FakeDevice, range, startCollector, stopCollector } from './helpers.js';
@@ -66,5 +66,5 @@ describe('collector and a PostgreSQL outage', () => {
     expect(await stopCollector(col)).toBe(0);
     await dev.end();
     await proxy.close();
-  }, 150_000);
+  }, 150_000 * TIME_SCALE);
 });

@@ -123,6 +123,10 @@ describe('the PostgreSQL store: writing', () => {
     expect((await gapsOf(q, 'pi-1')).filter((g) => g[2] === 'open')).toEqual([[1, 4, 'open'], [19, 20, 'open']]);
     const fleet = await st.fleet();
     expect(fleet.devices[0]).toMatchObject({ device: 'pi-1', openGaps: 2, openReadings: 6, droppedAnnounced: 8, through: 0 });
+    // what the end-to-end issue's `stored` message will say: with a reorder window of 0 every open gap is missing
+    expect(await st.storedState(['pi-1', 'nobody'])).toEqual([{ device: 'pi-1', through: 0, missing: [[1, 4], [19, 20]] }]);
+    await st.write([readingsItem('pi-1', range(1, 4))]);
+    expect(await st.storedState(['pi-1'])).toEqual([{ device: 'pi-1', through: 18, missing: [[19, 20]] }]);
   });
 
   it('statuses update the device row; an older status does not replace a newer one', async () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { FaultProxy } from '../helpers/proxy.js';
-import { sleep, waitFor, type Spawned } from '../helpers/process.js';
+import { sleep, TIME_SCALE, waitFor, type Spawned } from '../helpers/process.js';
 import { testSchema } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
 import { AckTap, collectorConfig, FakeDevice, range, startCollector, stopCollector, type CollectorFiles } from './helpers.js';
@@ -79,5 +79,24 @@ describe('collectors in one share group', () => {
     }
     for (const d of devices) await d.end();
     await s.cleanup();
-  }, 90_000);
+  }, 90_000 * TIME_SCALE);
+
+  it('a member receives again after a clean broker restart (Mosquitto restores a $share subscription without delivering to it)', async () => {
+    const s = await testSchema('share_restart');
+    const files = collectorConfig(tmp.dir, 'share-restart', { url: mosq.url, pgUrl: s.url, schema: s.schema, prefix: 'shr', shareGroup: 'r' });
+    const col = await startCollector(files);
+    const dev = await FakeDevice.connect(mosq.url, 'd1', 'shr');
+    const stored = async () => Number((await s.q<{ n: string }>('SELECT count(*) AS n FROM readings'))[0].n);
+    await dev.readings(range(1, 100));
+    await waitFor(async () => (await stored()) === 100, 10_000, 'stored before the restart');
+    await mosq.stop();
+    await mosq.start();
+    await waitFor(() => col.logLines().filter((l) => l.msg === 'subscribed').length === 2, 20_000, 'subscribed again');
+    expect(col.logLines().filter((l) => l.msg === 'subscribed')[1]).toMatchObject({ sessionPresent: true });
+    await dev.readings(range(101, 200));
+    await waitFor(async () => (await stored()) === 200, 15_000, 'stored after the restart');
+    expect(await stopCollector(col)).toBe(0);
+    await dev.end();
+    await s.cleanup();
+  }, 60_000 * TIME_SCALE);
 });

@@ -82,3 +82,29 @@ export async function readGaps(c: pg.ClientBase, t: Tables, device: string, limi
     truncated: r.rows.length > limit,
   };
 }
+
+/** What a device is told of its readings (issue 16's retained `stored` message): through, and what is missing. */
+export interface StoredState {
+  device: string;
+  /** every seq up to this is stored or announced dropped */
+  through: number;
+  /** open gaps older than the reorder window: asked for again */
+  missing: Array<[number, number]>;
+}
+
+/** From the devices' rows and the partial index of unfilled gaps: cheap for thousands of devices. */
+export async function readStoredState(c: pg.ClientBase, t: Tables, devices: readonly string[], reorderWindowMs: number): Promise<StoredState[]> {
+  const r = await c.query<{ device: string; accounted: number; from_seq: number | null; to_seq: number | null; old: boolean | null }>(
+    `SELECT d.device, d.accounted_seq::float8 AS accounted, g.from_seq::float8, g.to_seq::float8, g.opened_at < now() - $2 * interval '1 millisecond' AS old
+     FROM ${t.devices} d LEFT JOIN ${t.gaps} g ON g.device = d.device AND g.state = 'open'
+     WHERE d.device = ANY($1::text[]) ORDER BY d.device, g.from_seq`,
+    [devices, reorderWindowMs],
+  );
+  const out = new Map<string, StoredState>();
+  for (const x of r.rows) {
+    let s = out.get(x.device);
+    if (!s) out.set(x.device, (s = { device: x.device, through: x.from_seq === null ? x.accounted : x.from_seq - 1, missing: [] }));
+    if (x.from_seq !== null && x.to_seq !== null && x.old) s.missing.push([x.from_seq, x.to_seq]);
+  }
+  return [...out.values()];
+}

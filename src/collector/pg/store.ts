@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Logger } from '../../util/logger.js';
 import type { Rejection } from '../decode.js';
 import { classifyPgError, isConfigFailure, pgErrorText, StoreConfigError, StoreUnavailableError } from './errors.js';
-import { readFleet, readGaps, type FleetSnapshot, type GapListing } from './fleet.js';
+import { readFleet, readGaps, readStoredState, type FleetSnapshot, type GapListing, type StoredState } from './fleet.js';
 import { openSchema, tableNames, type Tables } from './schema.js';
 import { ConflictFound, DuplicatesFound, writeBatch, type ItemOutcome, type StoreItem } from './write.js';
 
@@ -134,6 +134,11 @@ export class PgStore {
 
   gaps(device: string, limit = 10_000): Promise<GapListing> {
     return this.withClient((c) => readGaps(c, this.tables, device, limit));
+  }
+
+  /** Per device: stored through which seq, and which ranges are missing past the reorder window (for a `stored` message). */
+  storedState(devices: readonly string[]): Promise<StoredState[]> {
+    return this.withClient((c) => readStoredState(c, this.tables, devices, this.opts.reorderWindowMs));
   }
 
   /** The devices' rows exist before any transaction locks them: creating one there could deadlock two collectors. */
