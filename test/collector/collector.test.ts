@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { FaultProxy } from '../helpers/proxy.js';
+import { FakeNotifySocket } from '../helpers/notify-socket.js';
 import { CLI, runCli, track, waitFor, type Spawned } from '../helpers/process.js';
 import { testSchema } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
@@ -171,6 +172,22 @@ describe('edge-sensor collect', () => {
     await s.run();
     await waitFor(async () => (await s.count('pi-4')) === 40, 10_000, 'stored after the restart');
     expect((await s.q("SELECT count(*)::int AS n FROM gaps WHERE state = 'open'"))[0].n).toBe(0);
+  });
+
+  it('tells systemd: READY=1, watchdog pings with a STATUS line, STOPPING=1 on SIGTERM', async () => {
+    const sock = await new FakeNotifySocket(tmp.dir, 'col.sock').start();
+    after.push(async () => sock.stop());
+    const s = await setup('notify');
+    const col = await startCollector(s.files, { NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '1000000' });
+    const dev = await s.device('pi-n');
+    await dev.readings(range(1, 30));
+    // STATUS= goes out with a watchdog ping when it changed
+    const line = () => sock.messages().find((m) => /30 readings stored/.test(m.fields.STATUS ?? ''));
+    await waitFor(() => line() && sock.messages().filter((m) => m.fields.WATCHDOG === '1').length >= 2, 15_000, 'pings and a STATUS line with the readings stored');
+    expect(sock.messages()[0].fields.READY).toBe('1');
+    expect(line()!.fields.STATUS).toMatch(/^broker connected, database up; 30 readings stored/);
+    expect(await stopCollector(col)).toBe(0);
+    expect(sock.messages().some((m) => m.fields.STOPPING === '1')).toBe(true);
   });
 
   it('runs with the node flags of the edge-sensor command (--lite-mode: no WebAssembly)', async () => {
