@@ -83,7 +83,7 @@ export class Collector {
     }
     if (this.stopping) return;
     const decodeOpts: DecodeOptions = { topicPrefix: this.config.mqtt.topicPrefix, maxMessageBytes: this.config.limits.maxMessageBytes, rejectedPayloadBytes: this.config.limits.rejectedPayloadBytes };
-    this.subscriber.on('message', (m) => this.writer.push(decodeMessage(m.topic, m.payload, m.contentType, decodeOpts), m.ack));
+    this.subscriber.on('message', (m) => this.writer.push(decodeMessage(m.topic, m.payload, m.contentType, decodeOpts, m.retained), m.ack));
     this.writer.on('unavailable', ({ error }) => {
       log.warn({ err: error }, 'PostgreSQL unavailable: disconnecting from the broker (the session keeps what is not stored) until it answers');
       void this.subscriber.pause();

@@ -26,7 +26,7 @@ interface Origin {
 
 export type Decoded =
   | (Origin & { kind: 'readings'; device: string; batch: string; readings: ReadingColumns; newestTsMs: number })
-  | (Origin & { kind: 'status'; device: string; json: string; online: boolean | null; ts: string | null; pending: number | null })
+  | (Origin & { kind: 'status'; device: string; json: string; online: boolean | null; ts: string | null; pending: number | null; retained: boolean })
   | (Origin & { kind: 'dropped'; device: string; ranges: Array<[number, number]>; reasons: string[] })
   | Rejection
   | { kind: 'ignored'; why: string };
@@ -66,7 +66,7 @@ const fail = (msg: string): never => {
  * Turns one MQTT message into what the store takes, or a rejection with its reason. Pure: no I/O,
  * never throws, whatever the payload holds (any JSON value, any bytes).
  */
-export function decodeMessage(topic: string, payload: Buffer, contentType: string | undefined, o: DecodeOptions): Decoded {
+export function decodeMessage(topic: string, payload: Buffer, contentType: string | undefined, o: DecodeOptions, retained = false): Decoded {
   const rest = topic.startsWith(o.topicPrefix + '/') ? topic.slice(o.topicPrefix.length + 1).split('/') : [];
   const device = rest.length === 2 ? rest[0] : null;
   const kind = rest.length === 2 ? rest[1] : '';
@@ -118,6 +118,7 @@ export function decodeMessage(topic: string, payload: Buffer, contentType: strin
           online: msg.state === 'online' ? true : msg.state === 'offline' ? false : null,
           ts: typeof msg.ts === 'string' && ISO_TS.test(msg.ts) && dayExists(msg.ts) ? msg.ts : null,
           pending: typeof msg.pending === 'number' && Number.isSafeInteger(msg.pending) && msg.pending >= 0 ? msg.pending : null,
+          retained,
         };
     }
   } catch (err) {

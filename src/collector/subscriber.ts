@@ -8,6 +8,8 @@ export interface InboundMessage {
   topic: string;
   payload: Buffer;
   contentType: string | undefined;
+  /** a retained message (the broker's copy of an older publish, sent on subscribing) */
+  retained: boolean;
   /**
    * Sends the PUBACK: call it once what the message carried is committed (or recorded as
    * rejected). A no-op when the connection it came on is gone: the broker delivers it again.
@@ -124,6 +126,7 @@ export class FleetSubscriber extends EventEmitter<SubscriberEvents> implements M
       topic: packet.topic,
       payload,
       contentType: packet.properties?.contentType,
+      retained: packet.retain,
       ack: () => {
         if (settled || client !== this.client) return;
         settled = true;

@@ -139,6 +139,11 @@ describe('the PostgreSQL store: writing', () => {
     expect(d.last_status).toMatchObject({ pending: 7 });
     await st.write([item(`${PREFIX}/pi-1/status`, JSON.stringify({ device: 'pi-1', state: 'offline', reason: 'connection lost' }))]);
     expect(await device(q, 'pi-1')).toMatchObject({ online: false });
+    // a retained status (re-sent by the broker on every subscribe) says the state, not that the device was seen
+    const retained = item(`${PREFIX}/pi-9/status`, JSON.stringify({ device: 'pi-9', state: 'offline', reason: 'shutdown', pending: 5 }));
+    if (retained.kind === 'status') retained.retained = true;
+    await st.write([retained]);
+    expect((await q("SELECT online, pending::int, last_seen FROM devices WHERE device = 'pi-9'"))[0]).toEqual({ online: false, pending: 5, last_seen: null });
   });
 
   it('input PostgreSQL refuses is found, rejected as database-refused, and the rest stored', async () => {

@@ -84,7 +84,8 @@ async function writeInTransaction(client: pg.ClientBase, t: Tables, items: reado
     }
     // every other kind names a device whose row was created before the transaction
     if (!w) throw new Error(`no devices row for ${item.device}`);
-    w.seen = true;
+    // a retained status is the broker's old copy, sent again on every subscribe: not a sign of life
+    if (item.kind !== 'status' || !item.retained) w.seen = true;
     if (item.kind === 'status') w.status = item;
     else if (item.kind === 'dropped') {
       w.drops.push(...item.ranges);
@@ -242,7 +243,7 @@ async function planDeviceGaps(client: pg.ClientBase, t: Tables, work: Map<string
 
 /** Gaps, rejections and the devices' rows in one statement (one round trip). */
 async function applyChanges(client: pg.ClientBase, t: Tables, work: Map<string, DeviceWork>, g: GapChanges, rejections: readonly Rejection[]): Promise<void> {
-  const devs = [...work].filter(([, w]) => w.seen || w.rejected > 0);
+  const devs = [...work].filter(([, w]) => w.seen || w.rejected > 0 || w.status);
   const st = (w: DeviceWork) => w.status;
   await client.query({
     text: `WITH del AS (DELETE FROM ${t.gaps} WHERE id = ANY($1::bigint[])),
