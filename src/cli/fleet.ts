@@ -1,5 +1,5 @@
 import { ConfigError } from '../config/load.js';
-import { collectorConfigPath, loadCollectorConfig, resolveCollectorSecrets } from '../collector/config.js';
+import { collectorConfigPath, loadCollectorConfig, resolvePgPassword } from '../collector/config.js';
 import { fleetJson, fleetText, gapsJson, gapsText } from '../collector/fleet-report.js';
 import { SchemaError, StoreConfigError, StoreUnavailableError } from '../collector/pg/errors.js';
 import { PgStore } from '../collector/pg/store.js';
@@ -14,17 +14,18 @@ export const fleetCommand: Command = {
   async run(values) {
     const file = collectorConfigPath(values.config as string | undefined);
     let config;
-    let secrets;
+    let password;
     try {
       config = loadCollectorConfig(file);
-      secrets = resolveCollectorSecrets(config, file);
+      // the database's password only: the broker's secrets may not be readable by whoever looks
+      password = resolvePgPassword(config, file);
     } catch (err) {
       if (err instanceof ConfigError) throw new CliError(err.message, EXIT.CONFIG);
       throw err;
     }
     const pg = config.postgres;
     const store = new PgStore(
-      { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: pg.statementTimeoutMs, lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, applicationName: 'edge-sensor-fleet' },
+      { url: pg.url, password, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: pg.statementTimeoutMs, lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, applicationName: 'edge-sensor-fleet' },
       silentLogger(),
     );
     try {

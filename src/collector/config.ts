@@ -116,6 +116,14 @@ export interface CollectorSecrets {
   warnings: SecretsWarning[];
 }
 
+/** The database's password alone (what `fleet` needs), read now. Throws ConfigError. */
+export function resolvePgPassword(config: CollectorConfig, file: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const problems: ConfigProblem[] = [];
+  const pw = readPassword('postgres', config.postgres, env, problems, []);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return pw;
+}
+
 /** The broker's and the database's secrets, read now and kept out of the config object. Throws ConfigError. */
 export function resolveCollectorSecrets(config: CollectorConfig, file: string, env: NodeJS.ProcessEnv = process.env): CollectorSecrets {
   const problems: ConfigProblem[] = [];

@@ -134,7 +134,7 @@ export class FleetSubscriber extends EventEmitter<SubscriberEvents> implements M
         this.heldBytes -= bytes;
         // QoS 0 has no PUBACK; a closed client would queue it for a reconnect that never comes
         if (packet.qos > 0 && client.connected) sendPuback(client, packet.messageId!);
-        if (this.resumePump && this.held < this.opts.receiveMaximum && this.heldBytes < this.opts.maxHeldBytes) {
+        if (this.resumePump && this.held <= this.opts.receiveMaximum && this.heldBytes < this.opts.maxHeldBytes) {
           const next = this.resumePump;
           this.resumePump = undefined;
           next();
@@ -146,7 +146,8 @@ export class FleetSubscriber extends EventEmitter<SubscriberEvents> implements M
     } catch (err) {
       this.log.error({ err, topic: packet.topic }, 'message handler failed; the message is not acknowledged');
     }
-    if (this.held >= this.opts.receiveMaximum || this.heldBytes >= this.opts.maxHeldBytes) this.resumePump = () => done(PUBACK_LATER);
+    // under MQTT 5 the broker keeps to the Receive Maximum itself; under 3.1.1 only this stops it
+    if (this.held > this.opts.receiveMaximum || this.heldBytes >= this.opts.maxHeldBytes) this.resumePump = () => done(PUBACK_LATER);
     else done(PUBACK_LATER);
   }
 
