@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { FaultProxy } from '../helpers/proxy.js';
@@ -16,6 +16,10 @@ afterAll(async () => {
   await mosq?.stop();
   tmp.cleanup();
 });
+const after: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const f of after.splice(0).reverse()) await f().catch(() => {});
+});
 
 // as systemd's RestartSec would bring a killed member back
 const RESTART_AFTER_MS = 3000;
@@ -23,6 +27,7 @@ const RESTART_AFTER_MS = 3000;
 describe('collectors in one share group', () => {
   it('split the fleet; one killed with SIGKILL loses nothing: its share waits for it to come back (mosquitto#2662)', async ({ annotate }) => {
     const s = await testSchema('share');
+    after.push(s.cleanup);
     const prefix = 'share';
     const members: Array<{ files: CollectorFiles; proxy: FaultProxy; tap: AckTap; proc?: Spawned }> = [];
     for (const name of ['a', 'b']) {
@@ -78,11 +83,11 @@ describe('collectors in one share group', () => {
       await m.proxy.close();
     }
     for (const d of devices) await d.end();
-    await s.cleanup();
   }, 90_000 * TIME_SCALE);
 
   it('a member receives again after a clean broker restart (Mosquitto restores a $share subscription without delivering to it)', async () => {
     const s = await testSchema('share_restart');
+    after.push(s.cleanup);
     const files = collectorConfig(tmp.dir, 'share-restart', { url: mosq.url, pgUrl: s.url, schema: s.schema, prefix: 'shr', shareGroup: 'r' });
     const col = await startCollector(files);
     const dev = await FakeDevice.connect(mosq.url, 'd1', 'shr');
@@ -97,6 +102,5 @@ describe('collectors in one share group', () => {
     await waitFor(async () => (await stored()) === 200, 15_000, 'stored after the restart');
     expect(await stopCollector(col)).toBe(0);
     await dev.end();
-    await s.cleanup();
   }, 60_000 * TIME_SCALE);
 });
