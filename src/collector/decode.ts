@@ -97,7 +97,7 @@ export function decodeMessage(topic: string, payload: Buffer, contentType: strin
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return reject('contract', 'expected a JSON object');
   const msg = value as Record<string, unknown>;
   if (msg.device !== undefined && msg.device !== device) {
-    return reject('device-mismatch', `payload names device ${JSON.stringify(msg.device)}, the topic ${JSON.stringify(device)}`);
+    return reject('device-mismatch', `payload names device ${JSON.stringify(msg.device).slice(0, 140)}, the topic ${JSON.stringify(device)}`);
   }
   // PostgreSQL cannot store U+0000 in text or jsonb; JSON can only carry it escaped
   if (text.includes('\\u0000') && holdsNul(msg)) return reject('contract', 'a string holds U+0000, which PostgreSQL cannot store');

@@ -260,12 +260,18 @@ async function applyChanges(client: pg.ClientBase, t: Tables, work: Map<string, 
         dropped_announced = d.dropped_announced + u.dropped,
         rejected_messages = d.rejected_messages + u.rejected,
         last_seen = CASE WHEN u.seen THEN now() ELSE d.last_seen END,
-        last_status = CASE WHEN u.status IS NOT NULL AND (u.status_ts IS NULL OR d.status_ts IS NULL OR u.status_ts >= d.status_ts) THEN u.status::jsonb ELSE d.last_status END,
-        online = CASE WHEN u.status IS NOT NULL AND (u.status_ts IS NULL OR d.status_ts IS NULL OR u.status_ts >= d.status_ts) THEN u.online ELSE d.online END,
-        status_ts = CASE WHEN u.status IS NOT NULL AND (u.status_ts IS NULL OR d.status_ts IS NULL OR u.status_ts >= d.status_ts) THEN coalesce(u.status_ts, d.status_ts) ELSE d.status_ts END,
-        pending = CASE WHEN u.pending IS NOT NULL AND (u.status_ts IS NULL OR d.status_ts IS NULL OR u.status_ts >= d.status_ts) THEN u.pending ELSE d.pending END
-      FROM unnest($15::text[], $16::bigint[], $17::bigint[], $18::timestamptz[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::boolean[], $24::text[], $25::boolean[], $26::timestamptz[], $27::bigint[])
-        AS u(device, accounted, highest, newest, stored, dups, dropped, rejected, seen, status, online, status_ts, pending)
+        last_status = CASE WHEN u.fresh THEN u.status::jsonb ELSE d.last_status END,
+        online = CASE WHEN u.fresh THEN u.online ELSE d.online END,
+        status_ts = CASE WHEN u.fresh THEN coalesce(u.status_ts, d.status_ts) ELSE d.status_ts END,
+        pending = CASE WHEN u.fresh AND u.pending IS NOT NULL THEN u.pending ELSE d.pending END
+      FROM (
+        -- a status replaces the stored one unless it is older by the device's own clock (a collector
+        -- catching up on a queue); a stored time in the future was a clock since corrected
+        SELECT v.*, v.status IS NOT NULL AND (v.status_ts IS NULL OR x.status_ts IS NULL OR x.status_ts > now() OR v.status_ts >= x.status_ts) AS fresh
+        FROM unnest($15::text[], $16::bigint[], $17::bigint[], $18::timestamptz[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::boolean[], $24::text[], $25::boolean[], $26::timestamptz[], $27::bigint[])
+          AS v(device, accounted, highest, newest, stored, dups, dropped, rejected, seen, status, online, status_ts, pending)
+        JOIN ${t.devices} x USING (device)
+      ) u
       WHERE d.device = u.device`,
     values: [
       g.deleteIds,
