@@ -9,7 +9,7 @@ import { FakeNotifySocket } from '../helpers/notify-socket.js';
 import { CLI, runCli, track, waitFor, type Spawned } from '../helpers/process.js';
 import { testSchema } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
-import { AckTap, collectorConfig, FakeDevice, range, readingsPayload, startCollector, stopCollector } from './helpers.js';
+import { AckTap, collectorConfig, FakeDevice, range, readingsPayload, startCollector, stopCollector, killLeftovers } from './helpers.js';
 
 const tmp = makeTmp('es-col-');
 let mosq: Mosquitto;
@@ -17,6 +17,7 @@ beforeAll(async () => {
   mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
 });
 afterAll(async () => {
+  await killLeftovers();
   await mosq?.stop();
   tmp.cleanup();
 });

@@ -7,7 +7,7 @@ import { daemonConfig, sqlValue } from '../helpers/daemon-config.js';
 import { runCli, spawnCli, TIME_SCALE, waitFor } from '../helpers/process.js';
 import { PrivatePg, sql } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
-import { collectorConfig, startCollector, stopCollector } from './helpers.js';
+import { collectorConfig, startCollector, stopCollector, killLeftovers, remember } from './helpers.js';
 
 // PostgreSQL is restarted here: a cluster of the test's own, never the machine's
 const tmp = makeTmp('es-e2e-');
@@ -18,6 +18,7 @@ beforeAll(async () => {
   mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
 });
 afterAll(async () => {
+  await killLeftovers();
   await mosq?.stop();
   await db?.destroy();
   tmp.cleanup();
@@ -51,7 +52,7 @@ describe('collector end to end', () => {
     let col = await startCollector(files);
     const names = ['pi-a', 'pi-b', 'pi-c'];
     const cfgs = names.map((n) => daemon(n, prefix, mosq.url, 150));
-    const daemons = cfgs.map((c) => spawnCli(['run', ...c.args]));
+    const daemons = cfgs.map((c) => remember(spawnCli(['run', ...c.args])));
     const stored = async () => Number((await sql<{ n: string }>(db.url, 'SELECT coalesce(sum(readings_stored), 0) AS n FROM e2e.devices').catch(() => [{ n: '0' }]))[0].n);
     const grows = async (by: number, what: string) => {
       const from = await stored();
@@ -75,7 +76,7 @@ describe('collector end to end', () => {
     // the daemons stop sampling, then send what they still hold (a restart without sensors)
     for (const d of daemons) d.child.kill('SIGTERM');
     for (const d of daemons) expect((await d.exited).code).toBe(0);
-    const drains = names.map((n) => spawnCli(['run', ...daemon(n, prefix, mosq.url, 0).args]));
+    const drains = names.map((n) => remember(spawnCli(['run', ...daemon(n, prefix, mosq.url, 0).args])));
     const dbs = cfgs.map((c) => c.db);
     await waitFor(() => drains.every((d) => d.logLines().some((l) => l.msg === 'connected to broker')), 20_000, 'the daemons back');
     await waitFor(() => dbs.every((f) => sqlValue(f, 'SELECT count(*) FROM transactions WHERE synced = 0') === 0), 30_000, 'nothing pending on any daemon');
@@ -105,7 +106,7 @@ describe('collector end to end', () => {
     const proxy = await new FaultProxy(mosq.port).listen();
     proxy.delayMs = 1500;
     const slow = daemon('pi-r', prefix, proxy.url, 50);
-    const d = spawnCli(['run', ...slow.args]);
+    const d = remember(spawnCli(['run', ...slow.args]));
     const storedSeqs = async () => new Set((await sql<{ seq: number }>(db.url, "SELECT seq::int FROM resend.readings WHERE device = 'pi-r'").catch(() => [])).map((r) => r.seq));
     // stored in PostgreSQL while the daemon still counts them pending
     await waitFor(async () => {
@@ -115,7 +116,7 @@ describe('collector end to end', () => {
     d.child.kill('SIGKILL');
     await d.exited;
     await proxy.close();
-    const again = spawnCli(['run', ...daemon('pi-r', prefix, mosq.url, 0).args]);
+    const again = remember(spawnCli(['run', ...daemon('pi-r', prefix, mosq.url, 0).args]));
     await waitFor(() => again.logLines().some((l) => l.msg === 'connected to broker'), 20_000, 'the daemon back');
     await waitFor(() => sqlValue(slow.db, 'SELECT count(*) FROM transactions WHERE synced = 0') === 0, 30_000, 'the resend acknowledged');
     again.child.kill('SIGTERM');

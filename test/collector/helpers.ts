@@ -67,9 +67,28 @@ export function collectorConfig(dir: string, name: string, o: { url: string; pgU
   return { path, args: ['--config', path] };
 }
 
+const running = new Set<Spawned>();
+
+/** Kills (SIGKILL) every process started here that still runs: for afterAll, after a failed test. */
+export async function killLeftovers(): Promise<void> {
+  for (const p of running) {
+    if (p.child.exitCode === null && p.child.signalCode === null) {
+      p.child.kill('SIGKILL');
+      await p.exited;
+    }
+  }
+  running.clear();
+}
+
+/** Remembers a process for killLeftovers. */
+export function remember(p: Spawned): Spawned {
+  running.add(p);
+  return p;
+}
+
 /** `edge-sensor collect`, resolved once it has subscribed. */
 export async function startCollector(c: CollectorFiles, env: NodeJS.ProcessEnv = {}): Promise<Spawned> {
-  const p = spawnCli(['collect', ...c.args], env);
+  const p = remember(spawnCli(['collect', ...c.args], env));
   await waitFor(() => {
     if (p.child.exitCode !== null) throw new Error(`collector exited ${p.child.exitCode}: ${p.stderr()} ${p.stdout()}`);
     return p.logLines().some((l) => l.msg === 'subscribed');

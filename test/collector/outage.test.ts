@@ -5,7 +5,7 @@ import { FaultProxy } from '../helpers/proxy.js';
 import { sleep, TIME_SCALE, waitFor } from '../helpers/process.js';
 import { PrivatePg, sql } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
-import { AckTap, collectorConfig, FakeDevice, range, startCollector, stopCollector } from './helpers.js';
+import { AckTap, collectorConfig, FakeDevice, range, startCollector, stopCollector, killLeftovers } from './helpers.js';
 
 // PostgreSQL is stopped here: a cluster of the test's own, never the machine's
 const tmp = makeTmp('es-out-');
@@ -16,6 +16,7 @@ beforeAll(async () => {
   mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
 });
 afterAll(async () => {
+  await killLeftovers();
   await mosq?.stop();
   await db?.destroy();
   tmp.cleanup();

@@ -5,7 +5,7 @@ import { FaultProxy } from '../helpers/proxy.js';
 import { sleep, TIME_SCALE, waitFor, type Spawned } from '../helpers/process.js';
 import { testSchema } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
-import { AckTap, collectorConfig, FakeDevice, range, startCollector, stopCollector, type CollectorFiles } from './helpers.js';
+import { AckTap, collectorConfig, FakeDevice, range, startCollector, stopCollector, type CollectorFiles, killLeftovers } from './helpers.js';
 
 const tmp = makeTmp('es-share-');
 let mosq: Mosquitto;
@@ -13,6 +13,7 @@ beforeAll(async () => {
   mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
 });
 afterAll(async () => {
+  await killLeftovers();
   await mosq?.stop();
   tmp.cleanup();
 });
