@@ -70,7 +70,8 @@ export class Collector {
         break;
       } catch (err) {
         await this.store.close();
-        if (!(err instanceof StoreUnavailableError) || this.stopping) throw err;
+        if (this.stopping) return;
+        if (!(err instanceof StoreUnavailableError)) throw err;
         if (backoff.attempts === 0) log.warn({ err: err.message }, 'PostgreSQL unreachable; waiting for it before subscribing');
         await new Promise<void>((r) => {
           const t = setTimeout(r, backoff.next());

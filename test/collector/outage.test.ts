@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { FaultProxy } from '../helpers/proxy.js';
-import { sleep, TIME_SCALE, waitFor } from '../helpers/process.js';
+import { sleep, spawnCli, TIME_SCALE, waitFor, type Spawned } from '../helpers/process.js';
 import { PrivatePg, sql } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
-import { AckTap, collectorConfig, FakeDevice, range, startCollector, stopCollector, killLeftovers } from './helpers.js';
+import { AckTap, collectorConfig, FakeDevice, range, startCollector, stopCollector, killLeftovers, remember } from './helpers.js';
 
 // PostgreSQL is stopped here: a cluster of the test's own, never the machine's
 const tmp = makeTmp('es-out-');
@@ -72,4 +72,23 @@ describe('collector and a PostgreSQL outage', () => {
     await dev.end();
     await proxy.close();
   }, 150_000 * TIME_SCALE);
+
+  it('PostgreSQL down at start: the collector waits for it (a SIGTERM meanwhile exits 0), then subscribes', async () => {
+    db.stop('fast');
+    const files = collectorConfig(tmp.dir, 'late', { url: mosq.url, pgUrl: db.url, schema: 'late', prefix: 'late' });
+    const waiting = (p: Spawned) => p.logLines().some((l) => String(l.msg).startsWith('PostgreSQL unreachable'));
+    const first = remember(spawnCli(['collect', ...files.args]));
+    await waitFor(() => waiting(first), 15_000, 'the collector waiting for PostgreSQL');
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+    const second = remember(spawnCli(['collect', ...files.args]));
+    await waitFor(() => waiting(second), 15_000, 'waiting again');
+    await db.begin();
+    await waitFor(() => second.logLines().some((l) => l.msg === 'subscribed'), 40_000, 'subscribed once PostgreSQL is up');
+    const dev = await FakeDevice.connect(mosq.url, 'pi-l', 'late');
+    await dev.readings(range(1, 10));
+    await waitFor(async () => (await sql<{ n: number }>(db.url, 'SELECT count(*)::int AS n FROM late.readings'))[0].n === 10, 10_000, 'stored');
+    expect(await stopCollector(second)).toBe(0);
+    await dev.end();
+  }, 90_000 * TIME_SCALE);
 });
