@@ -34,6 +34,9 @@ interface Queued {
   readings: number;
 }
 
+/** transactions in flight at once: one runs while the next is built and waits for its row locks */
+const TRANSACTIONS = 2;
+
 export interface WriterOptions {
   /** readings per transaction at most (a single larger message still goes alone) */
   maxReadings: number;
@@ -41,15 +44,19 @@ export interface WriterOptions {
 }
 
 /**
- * Takes decoded messages in arrival order and stores them, one transaction at a time: what
- * arrives during a commit goes into the next one, so a backlog makes large transactions and a
- * trickle small ones. Each message is acknowledged only after the transaction holding it
+ * Takes decoded messages in arrival order and stores them in transactions: what arrives while
+ * one is in progress goes into the next, so a backlog makes large transactions and a trickle
+ * small ones. Each message is acknowledged only after the transaction holding it
  * committed, in arrival order. When the database fails, nothing queued is acknowledged, the
  * writer says so ('unavailable') and checks the database with backoff until it answers.
  */
 export class Writer extends EventEmitter<WriterEvents> {
   private queue: Queued[] = [];
-  private busy?: Promise<void>;
+  private inFlight = 0;
+  /** settles when every batch started so far is acknowledged (or given up) */
+  private acked: Promise<void> = Promise.resolve();
+  /** counts outages: a batch started before the current one began is never acknowledged */
+  private epoch = 0;
   private down = false;
   private downSince = 0;
   private stopped = false;
@@ -78,35 +85,52 @@ export class Writer extends EventEmitter<WriterEvents> {
   push(item: Decoded, ack: () => void): void {
     if (this.stopped || this.down) return;
     this.queue.push({ item, ack, readings: item.kind === 'readings' ? item.readings.seq.length : 0 });
-    if (!this.busy) this.busy = this.drain().finally(() => (this.busy = undefined));
+    this.pump();
   }
 
-  /** Lets the transaction in progress finish (within timeoutMs), then takes nothing more. */
+  /** Lets the transactions in progress finish (within timeoutMs), then takes nothing more. */
   async stop(timeoutMs: number): Promise<void> {
     this.stopped = true;
     clearTimeout(this.probeTimer);
-    if (this.busy) await Promise.race([this.busy, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    await Promise.race([this.acked, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
     this.queue = [];
   }
 
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0 && !this.down && !this.stopped) {
+  /**
+   * Starts transactions while fewer than TRANSACTIONS are in flight: the next one is built and
+   * sent while PostgreSQL works on the last (it waits there for the device rows the last one
+   * holds). Acknowledgements still go in arrival order: a batch's after the batch before it.
+   */
+  private pump(): void {
+    while (this.inFlight < TRANSACTIONS && this.queue.length > 0 && !this.down && !this.stopped) {
       let n = 0;
       let readings = 0;
       while (n < this.queue.length && (n === 0 || readings + this.queue[n].readings <= this.opts.maxReadings)) readings += this.queue[n++].readings;
       const take = this.queue.splice(0, n);
       const items = take.map((q) => q.item).filter((i): i is StoreItem => i.kind !== 'ignored');
+      const epoch = this.epoch;
       const t0 = performance.now();
-      let outcomes: ItemOutcome[] = [];
-      try {
-        if (items.length > 0) outcomes = await this.store.write(items);
-      } catch (err) {
-        this.goDown(err);
-        return;
-      }
-      for (const q of take) q.ack();
-      this.report(take.length, outcomes, performance.now() - t0);
-      this.log.trace({ messages: take.length, readings, ms: Math.round(performance.now() - t0), queued: this.queue.length }, 'committed');
+      const written = items.length > 0 ? this.store.write(items) : Promise.resolve([]);
+      written.catch(() => {}); // observed below, once the batch before it is acknowledged
+      this.inFlight++;
+      this.acked = this.acked
+        .then(() => written)
+        .then(
+          (outcomes) => {
+            // after an outage began nothing more is acknowledged, committed or not: it comes again
+            if (epoch !== this.epoch) return;
+            for (const q of take) q.ack();
+            this.report(take.length, outcomes, performance.now() - t0);
+            this.log.trace({ messages: take.length, readings, ms: Math.round(performance.now() - t0), queued: this.queue.length }, 'committed');
+          },
+          (err) => {
+            if (epoch === this.epoch) this.goDown(err);
+          },
+        )
+        .finally(() => {
+          this.inFlight--;
+          this.pump();
+        });
     }
   }
 
@@ -136,6 +160,7 @@ export class Writer extends EventEmitter<WriterEvents> {
     // a bug is no reason to acknowledge what was not stored: treated as an outage, and loud
     if (unexpected) this.log.error({ err }, 'unexpected error while storing; nothing of the batch is acknowledged');
     this.down = true;
+    this.epoch++;
     this.downSince = Date.now();
     this.queue = [];
     this.backoff.reset();

@@ -51,7 +51,8 @@ export class PgStore {
     this.pool = new pg.Pool({
       connectionString: o.url,
       password: o.password,
-      max: 2,
+      // two transactions of the writer, and one for the rows of new devices or a check
+      max: 3,
       connectionTimeoutMillis: o.connectTimeoutMs,
       statement_timeout: o.statementTimeoutMs,
       // the client's own bound covers a server that stopped answering (the server's cannot)
