@@ -99,9 +99,14 @@ function collectorConfig(dir, { url, dbUrl, schema, clientId, group }) {
   }, `${clientId}.yaml`);
 }
 
-async function storedCount(dbUrl, schema) {
-  const r = await pgQuery(dbUrl, `SELECT coalesce(sum(readings_stored), 0)::float8 AS n FROM ${schema}.devices`).catch(() => [{ n: 0 }]);
-  return r[0].n;
+/** One connection for all the polling: a new one per poll would fork a backend ten times a second beside the collector. */
+async function storedCounter(dbUrl, schema) {
+  const c = new pg.Client({ connectionString: dbUrl, connectionTimeoutMillis: 3000 });
+  await c.connect();
+  return {
+    count: async () => (await c.query(`SELECT coalesce(sum(readings_stored), 0)::float8 AS n FROM ${schema}.devices`).catch(() => ({ rows: [{ n: 0 }] }))).rows[0].n,
+    end: () => c.end(),
+  };
 }
 
 /**
@@ -115,6 +120,7 @@ export async function collectorDrain(ctx, { members = 1, shape, tag = '', nodeFl
   const ids = Array.from({ length: members }, (_, i) => `bench-collector-${schema}-${i}`);
   await makeSessions(ctx.broker.url, ids, group);
   await publishBacklog(ctx.broker.url, shape);
+  const counter = await storedCounter(ctx.pg.url, schema);
   const procs = ids.map((clientId) => spawnNode([CLI, 'collect', '--config', collectorConfig(ctx.workDir, { url: ctx.broker.url, dbUrl: ctx.pg.url, schema, clientId, group })], { nodeFlags }));
   const t0 = performance.now();
   let first;
@@ -132,12 +138,13 @@ export async function collectorDrain(ctx, { members = 1, shape, tag = '', nodeFl
   try {
     await waitFor(async () => {
       for (const p of procs) if (p.child.exitCode !== null) throw new Error(`collector exited ${p.child.exitCode}: ${p.err().slice(-300)} ${p.out().slice(-1500)}`);
-      const got = await storedCount(ctx.pg.url, schema);
+      const got = await counter.count();
       if (got > 0) first ??= performance.now();
       return got >= n;
     }, ctx.quick ? 300_000 : 900_000, `${n} readings stored by ${members} collector(s)`, 100);
   } finally {
     clearInterval(sampler);
+    await counter.end();
   }
   const end = performance.now();
   for (const p of procs) await stopChild(p);
