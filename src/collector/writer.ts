@@ -113,20 +113,26 @@ export class Writer extends EventEmitter<WriterEvents> {
       const written = items.length > 0 ? this.store.write(items) : Promise.resolve([]);
       written.catch(() => {}); // observed below, once the batch before it is acknowledged
       this.inFlight++;
+      // the chain never rejects: one failure must not stop every later batch from being settled
       this.acked = this.acked
-        .then(() => written)
-        .then(
-          (outcomes) => {
-            // after an outage began nothing more is acknowledged, committed or not: it comes again
-            if (epoch !== this.epoch) return;
+        .then(async () => {
+          let outcomes: ItemOutcome[];
+          try {
+            outcomes = await written;
+          } catch (err) {
+            if (epoch === this.epoch) this.goDown(err);
+            return;
+          }
+          // after an outage began nothing more is acknowledged, committed or not: it comes again
+          if (epoch !== this.epoch) return;
+          try {
             for (const q of take) q.ack();
             this.report(take.length, outcomes, performance.now() - t0);
-            this.log.trace({ messages: take.length, readings, ms: Math.round(performance.now() - t0), queued: this.queue.length }, 'committed');
-          },
-          (err) => {
-            if (epoch === this.epoch) this.goDown(err);
-          },
-        )
+          } catch (err) {
+            this.log.error({ err }, 'acknowledging a committed batch failed');
+          }
+          this.log.trace({ messages: take.length, readings, ms: Math.round(performance.now() - t0), queued: this.queue.length }, 'committed');
+        })
         .finally(() => {
           this.inFlight--;
           this.pump();
