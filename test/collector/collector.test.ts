@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Mosquitto } from '../helpers/mosquitto.js';
@@ -212,9 +212,22 @@ describe('edge-sensor collect', () => {
     expect(JSON.parse(fleet.stdout).devices[0]).toMatchObject({ device: 'pi-lite', readingsStored: 5 });
   });
 
+  it('takes the connection from PG* environment variables when postgres.url is unset', async () => {
+    const s = await setup('pgenv');
+    await stopCollector(await s.run());
+    const file = join(tmp.dir, 'pgenv.yaml');
+    writeFileSync(file, `postgres: { schema: ${s.schema} }\nmqtt: { topicPrefix: ${s.prefix} }\n`);
+    const u = new URL(s.url);
+    const env = { PGHOST: u.hostname, PGPORT: u.port || '5432', PGUSER: decodeURIComponent(u.username), PGDATABASE: u.pathname.slice(1) };
+    const r = await runCli(['fleet', '--config', file, '--json'], env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).devices).toEqual([]);
+    expect((await runCli(['fleet', '--config', file], { ...env, PGPORT: '1' })).code).toBe(69);
+  });
+
   it('refuses a config with every problem listed (exit 78), and a database with newer tables (exit 65)', async () => {
     const bad = join(tmp.dir, 'bad-collector.yaml');
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(bad, 'mqtt: { url: "http://x", shareGroup: "a/b", receiveMaximum: 0 }\npostgres: { url: "postgres://u:secret@h/db", password: "x", schema: "Bad-Name" }\nbogus: 1\n');
     const r = await runCli(['collect', '--config', bad]);
     expect(r.code).toBe(78);
