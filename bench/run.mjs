@@ -15,6 +15,7 @@ import { startupOnce } from './scenarios/startup.mjs';
 import { wireOnce } from './scenarios/wire.mjs';
 import { steadyPhase, collectdAvailable } from './scenarios/steady.mjs';
 import { linkAvailable, linkDrain } from './scenarios/link.mjs';
+import { benchDatabase, collectorDrain, naiveCollect, pgAvailable, rawInsert } from './scenarios/collect.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -43,6 +44,8 @@ const P = quick
   ? { backlog: 200_000, wire: 10_000, ingestRows: 100_000, ingestTx: [100], naiveMs: 1500, steadyWarmMs: 8000, steadyMs: 12_000, pinnedDrain: false, link: false, linkN: 2000 }
   : { backlog: 1_000_000, wire: 50_000, ingestRows: 200_000, ingestTx: [1, 10, 100, 1000], naiveMs: 5000, steadyWarmMs: 30_000, steadyMs: 180_000, pinnedDrain: true, link: true, linkN: 10_000 };
 if (args.link !== undefined) P.link = args.link;
+// the collector: devices × perDevice readings in messages of `batch` (the daemon's default batch size)
+P.collect = quick ? { devices: 20, perDevice: 5000, batch: 500, naivePerDevice: 500, naiveMs: 3000 } : { devices: 100, perDevice: 10_000, batch: 500, naivePerDevice: 1000, naiveMs: 10_000 };
 /** the default sensors sample 0.3 readings/s (sim-temp every 5 s, cpu-load every 10 s) */
 const DEFAULT_RATE = 0.3;
 
@@ -233,6 +236,40 @@ try {
     }
   }
 
+  if (want('collect')) {
+    const c = P.collect;
+    const shape = { devices: c.devices, perDevice: c.perDevice, batch: c.batch };
+    log(`collect: ${c.devices * c.perDevice} readings from ${c.devices} devices queued at the broker, into PostgreSQL`);
+    if (!(await pgAvailable())) {
+      R.collect = { skipped: 'PostgreSQL not reachable (BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres)' };
+    } else {
+      ctx.pg = await benchDatabase();
+      try {
+        const r = await repeat(REPS, {
+          one: () => collectorDrain(ctx, { members: 1, shape, nodeFlags: profFlags('collect-one') }),
+          two: () => collectorDrain(ctx, { members: 2, shape }),
+          raw: () => rawInsert(ctx, { shape }),
+        });
+        const naive = await repeat(REPS, { naive: () => naiveCollect(ctx, { shape: { ...shape, perDevice: c.naivePerDevice }, durationMs: c.naiveMs }) });
+        put('collect', 'readings_per_s', summarize(r.one.map((x) => x.loopRate)));
+        put('collect', 'two_readings_per_s', summarize(r.two.map((x) => x.loopRate)));
+        put('collect', 'raw_readings_per_s', summarize(r.raw));
+        put('collect', 'naive_readings_per_s', summarize(naive.naive));
+        put('collect', 'rss_mb', summarize(r.one.map((x) => x.peakRssMb)));
+        put('collect', 'from_start_readings_per_s', summarize(r.one.map((x) => x.rate)));
+        R.collect.readings = c.devices * c.perDevice;
+        R.collect.devices = c.devices;
+        R.collect.readings_per_message = c.batch;
+        R.collect.ratio_raw = R.collect.readings_per_s / R.collect.raw_readings_per_s;
+        R.collect.ratio_naive = R.collect.readings_per_s / R.collect.naive_readings_per_s;
+        targets.push({ name: 'collect / reference loop', value: R.collect.ratio_raw, target: '>= 0.7', met: R.collect.ratio_raw >= 0.7 });
+        log(`  one ${round(R.collect.readings_per_s, 0)}/s, two ${round(R.collect.two_readings_per_s, 0)}/s, raw ${round(R.collect.raw_readings_per_s, 0)}/s, naive ${round(R.collect.naive_readings_per_s, 0)}/s, peak RSS ${round(R.collect.rss_mb)} MB`);
+      } finally {
+        await ctx.pg.drop().catch(() => {});
+      }
+    }
+  }
+
   if (want('steady') || want('memory')) {
     log(`steady state: ${P.steadyMs / 1000} s window after ${P.steadyWarmMs / 1000} s warm-up, 3 copies of each contender side by side`);
     const s = await steadyPhase(ctx, { warmupMs: P.steadyWarmMs, windowMs: P.steadyMs, copies: REPS });
@@ -352,6 +389,14 @@ function table(r) {
     const s60 = r.steady.default_sensors_sync_60s;
     row('  default sensors, sync.intervalMs 60000', n0(s60.disk_bytes_per_reading), rng(s60, 'disk_bytes_per_reading'), `${n1(s60.year_bytes / 1e9)} GB/year; ${n1(s60.cpu_us_per_reading)} µs/reading`, '', '', undefined);
     if (typeof cd.rss_mb === 'number') row('  collectd RSS, MB', n1(cd.rss_mb), rng(cd, 'rss_mb', n1), '', '', '', undefined);
+  }
+  if (r.collect?.skipped) row('collector into PostgreSQL', 'skipped', '', r.collect.skipped, '', '', undefined);
+  else if (r.collect) {
+    row(`collector, ${n0(r.collect.readings)} queued readings into PostgreSQL, readings/s`, n0(r.collect.readings_per_s), rng(r.collect, 'readings_per_s'), `reference loop ${n0(r.collect.raw_readings_per_s)}`, r.collect.ratio_raw.toFixed(2), '>= 0.7', t('collect / reference')?.met);
+    row('  two collectors, one share group', n0(r.collect.two_readings_per_s), rng(r.collect, 'two_readings_per_s'), '', '', '', undefined);
+    row('  against the naive design (an INSERT per reading)', '', '', `naive ${n0(r.collect.naive_readings_per_s)} (${rng(r.collect, 'naive_readings_per_s')})`, r.collect.ratio_naive.toFixed(1), '', undefined);
+    row('  start-up included', n0(r.collect.from_start_readings_per_s), rng(r.collect, 'from_start_readings_per_s'), '', '', '', undefined);
+    row('  collector peak RSS, MB', n1(r.collect.rss_mb), rng(r.collect, 'rss_mb', n1), '', '', '', undefined);
   }
   if (r.wire) {
     row('wire bytes per reading, gzip (batches of 500)', n1(r.wire.compressed_bytes_per_reading), rng(r.wire, 'compressed_bytes_per_reading', n1), `uncompressed ${n1(r.wire.bytes_per_reading)}`, '', '<= 40', t('bytes per reading')?.met);

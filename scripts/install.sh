@@ -15,7 +15,11 @@ one is refreshed as config.yaml.example), creates the system user edge-sensor, t
   --root DIR    install below DIR instead of / (an image or a test): no user is created and
                 systemd is not asked to start anything (the unit is only enabled offline)
   --node PATH   the node executable the service runs (default: node on root's PATH; >= 20)
-  --no-start    install and enable, but do not (re)start the service
+  --collector   also install the collector (edge-sensor collect: the fleet's readings into
+                PostgreSQL) as the service edge-sensor-collector, with its config
+                /etc/edge-sensor/collector.yaml (never overwritten; see docs/collector.md).
+                An upgrade refreshes an installed collector's unit without this flag.
+  --no-start    install and enable, but do not (re)start the service(s)
   --dry-run     print what would be done and change nothing
   -h, --help    this help
 EOF
@@ -25,6 +29,7 @@ APP=/opt/edge-sensor
 ETC=/etc/edge-sensor
 STATE=/var/lib/edge-sensor
 UNIT=/etc/systemd/system/edge-sensor.service
+UNIT_COLLECTOR=/etc/systemd/system/edge-sensor-collector.service
 BIN=/usr/local/bin/edge-sensor
 USER_NAME=edge-sensor
 
@@ -33,6 +38,7 @@ NODE=''
 TARBALL=''
 START=1
 DRY=0
+COLLECTOR=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT=${2:?--root needs a folder}; shift 2 ;;
@@ -40,6 +46,7 @@ while [ $# -gt 0 ]; do
     --node) NODE=${2:?--node needs a path}; shift 2 ;;
     --node=*) NODE=${1#*=}; shift ;;
     --no-start) START=0; shift ;;
+    --collector) COLLECTOR=1; shift ;;
     --dry-run) DRY=1; shift ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "install: unknown option $1" >&2; usage >&2; exit 64 ;;
@@ -157,6 +164,8 @@ fi
 [ -f "$PKG/dist/cli/main.js" ] && [ -f "$PKG/systemd/edge-sensor.service" ] || die "$PKG is not an edge-sensor package (no dist/cli/main.js or systemd unit)"
 # paths go to node as arguments, never into its code: a folder named x'+require(...)+' is only a name
 VERSION=$("$NODE" -p 'require(process.argv[1]).version' "$PKG/package.json")
+# an upgrade keeps an installed collector's unit current
+if [ -e "$ROOT$UNIT_COLLECTOR" ]; then COLLECTOR=1; fi
 
 # --- 2. stage the new version beside the old one, with its production dependencies ------------
 DEST=$ROOT$APP
@@ -219,6 +228,10 @@ if [ -f "$ROOT$ETC/config.yaml" ] && [ "$DRY" = 0 ]; then
   "$NODE" "$STAGE/dist/cli/main.js" check-config --config "$ROOT$ETC/config.yaml" >/dev/null ||
     die "$ETC/config.yaml is not valid for edge-sensor $VERSION (problems above); fix it and run this again. Nothing was changed."
 fi
+if [ -f "$ROOT$ETC/collector.yaml" ] && [ "$DRY" = 0 ]; then
+  "$NODE" "$STAGE/dist/cli/main.js" check-config --collector --config "$ROOT$ETC/collector.yaml" >/dev/null ||
+    die "$ETC/collector.yaml is not valid for edge-sensor $VERSION (problems above); fix it and run this again. Nothing was changed."
+fi
 
 # --- 3. the service user ------------------------------------------------------------------------
 OWN_ETC=()
@@ -264,6 +277,21 @@ fi
 run install -d -m 0755 "$ROOT$(dirname "$UNIT")"
 run install -m 0644 "$TMP/edge-sensor.service" "$ROOT$UNIT"
 
+if [ "$COLLECTOR" = 1 ]; then
+  if [ -e "$ROOT$ETC/collector.yaml" ]; then
+    log "keeping $ETC/collector.yaml (the shipped example is in $ETC/collector.yaml.example)"
+  else
+    log "writing the default $ETC/collector.yaml: set postgres.url (and mqtt.url) before relying on it"
+    run install -m 0600 "${OWN_STATE[@]}" "$DEST/config/collector.yaml" "$ROOT$ETC/collector.yaml"
+  fi
+  run install -m 0644 "$DEST/config/collector.yaml" "$ROOT$ETC/collector.yaml.example"
+  with_node "$PKG/systemd/edge-sensor-collector.service" >"$TMP/edge-sensor-collector.service"
+  if command -v systemd-analyze >/dev/null; then
+    systemd-analyze verify "$TMP/edge-sensor-collector.service" >"$TMP/verify" 2>&1 || { cat "$TMP/verify" >&2; die "the collector unit written for $NODE does not pass systemd-analyze verify"; }
+  fi
+  run install -m 0644 "$TMP/edge-sensor-collector.service" "$ROOT$UNIT_COLLECTOR"
+fi
+
 QNODE=$(sh_quote "$NODE")
 cat >"$TMP/cli" <<EOF
 #!/bin/sh
@@ -271,6 +299,7 @@ cat >"$TMP/cli" <<EOF
 # Root runs it as the service's user: files it creates beside the database stay the service's,
 # and the daemon's control socket in $STATE is reachable.
 export EDGE_SENSOR_CONFIG="\${EDGE_SENSOR_CONFIG:-$ETC/config.yaml}"
+export EDGE_SENSOR_COLLECTOR_CONFIG="\${EDGE_SENSOR_COLLECTOR_CONFIG:-$ETC/collector.yaml}"
 if [ "\$(id -u)" = 0 ]; then
   exec setpriv --reuid=$USER_NAME --regid=$USER_NAME --init-groups -- $QNODE $APP/dist/cli/main.js "\$@"
 fi
@@ -282,7 +311,10 @@ run install -m 0755 "$TMP/cli" "$ROOT$BIN"
 
 # --- 5. systemd ------------------------------------------------------------------------------------
 if [ -n "$ROOT" ]; then
-  if command -v systemctl >/dev/null; then run systemctl --root="$ROOT" --quiet enable edge-sensor.service; fi
+  if command -v systemctl >/dev/null; then
+    run systemctl --root="$ROOT" --quiet enable edge-sensor.service
+    if [ "$COLLECTOR" = 1 ]; then run systemctl --root="$ROOT" --quiet enable edge-sensor-collector.service; fi
+  fi
   log "installed edge-sensor $VERSION below $ROOT"
   exit 0
 fi
@@ -295,7 +327,23 @@ if [ "$START" = 1 ]; then
     die "edge-sensor did not start; see journalctl -u edge-sensor"
   fi
 fi
+if [ "$COLLECTOR" = 1 ]; then
+  run systemctl --quiet enable edge-sensor-collector.service
+  if [ "$START" = 1 ]; then
+    log "(re)starting edge-sensor-collector"
+    if ! run systemctl restart edge-sensor-collector.service; then
+      systemctl --no-pager status edge-sensor-collector.service >&2 || true
+      die "edge-sensor-collector did not start; see journalctl -u edge-sensor-collector"
+    fi
+  fi
+fi
 log "installed edge-sensor $VERSION"
+if [ "$COLLECTOR" = 1 ]; then
+  cat <<EOF
+  collector $ETC/collector.yaml; systemctl status edge-sensor-collector; edge-sensor fleet
+            logs: journalctl -u edge-sensor-collector -o cat -f | npx pino-pretty
+EOF
+fi
 cat <<EOF
   program   $APP (node: $NODE)
   config    $ETC/config.yaml

@@ -7,7 +7,8 @@ usage() {
   cat <<'USAGE'
 usage: sudo /opt/edge-sensor/scripts/uninstall.sh [--purge] [--root DIR] [--dry-run]
 
-Stops and disables the service, removes /opt/edge-sensor, the unit and /usr/local/bin/edge-sensor.
+Stops and disables the service (and the collector's, if installed), removes /opt/edge-sensor, the
+units and /usr/local/bin/edge-sensor.
 Keeps /etc/edge-sensor (configuration), /var/lib/edge-sensor (the database, with any readings not
 yet delivered) and the user edge-sensor, unless:
 
@@ -22,6 +23,7 @@ APP=/opt/edge-sensor
 ETC=/etc/edge-sensor
 STATE=/var/lib/edge-sensor
 UNIT=/etc/systemd/system/edge-sensor.service
+UNIT_COLLECTOR=/etc/systemd/system/edge-sensor-collector.service
 BIN=/usr/local/bin/edge-sensor
 USER_NAME=edge-sensor
 
@@ -53,16 +55,18 @@ fi
 if [ -z "$ROOT" ]; then
   # stop first: the daemon finishes its in-flight batches and closes the database cleanly
   run systemctl disable --now edge-sensor.service 2>/dev/null || true
+  if [ -e "$UNIT_COLLECTOR" ]; then run systemctl disable --now edge-sensor-collector.service 2>/dev/null || true; fi
 elif command -v systemctl >/dev/null; then
   run systemctl --root="$ROOT" --quiet disable edge-sensor.service 2>/dev/null || true
+  if [ -e "$ROOT$UNIT_COLLECTOR" ]; then run systemctl --root="$ROOT" --quiet disable edge-sensor-collector.service 2>/dev/null || true; fi
 fi
-run rm -f "$ROOT$UNIT" "$ROOT$BIN"
+run rm -f "$ROOT$UNIT" "$ROOT$UNIT_COLLECTOR" "$ROOT$BIN"
 [ -n "$ROOT" ] || run systemctl daemon-reload
 run rm -rf "$ROOT$APP" "$ROOT$APP.new" "$ROOT$APP.old"
 
 if [ "$PURGE" = 1 ]; then
   log "purging the configuration, the database and the user"
-  run rm -rf "$ROOT$ETC" "$ROOT$STATE" "$ROOT$UNIT.d"
+  run rm -rf "$ROOT$ETC" "$ROOT$STATE" "$ROOT$UNIT.d" "$ROOT$UNIT_COLLECTOR.d"
   if [ -z "$ROOT" ] && getent passwd "$USER_NAME" >/dev/null; then run userdel "$USER_NAME"; fi
   if [ -z "$ROOT" ] && getent group "$USER_NAME" >/dev/null; then run groupdel "$USER_NAME"; fi
 else

@@ -5,11 +5,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config/load.js';
 import { parseConfig } from '../src/config/load.js';
+import { parseCollectorConfig } from '../src/collector/config.js';
 import { EXIT } from '../src/exit-codes.js';
 import { makeTmp } from './helpers/tmp.js';
 
 const PROJECT = fileURLToPath(new URL('..', import.meta.url));
 const UNIT = join(PROJECT, 'systemd/edge-sensor.service');
+const COLLECTOR_UNIT = join(PROJECT, 'systemd/edge-sensor-collector.service');
 const tmp = makeTmp('es-inst-');
 afterAll(tmp.cleanup);
 
@@ -63,6 +65,32 @@ describe('the unit file', () => {
     const complaints = (verify.stdout + verify.stderr).split('\n').filter((l) => l && !/is not executable|No such file or directory|not found/.test(l));
     expect(complaints).toEqual([]);
     const security = execFileSync('systemd-analyze', ['security', '--offline=true', UNIT], { encoding: 'utf8' });
+    const score = Number(/exposure level for .*: ([\d.]+)/.exec(security)?.[1]);
+    expect(score).toBeLessThanOrEqual(2.0);
+  });
+});
+
+describe("the collector's unit file", () => {
+  const u = unitFile(COLLECTOR_UNIT);
+
+  it('runs edge-sensor collect like the daemon: notify, watchdog, exit codes a restart cannot fix, its config in /etc/edge-sensor', () => {
+    expect(one(u, 'Type')).toBe('notify');
+    expect(one(u, 'NotifyAccess')).toBe('all');
+    expect(one(u, 'Restart')).toBe('on-failure');
+    expect(one(u, 'RestartPreventExitStatus').split(/\s+/).map(Number).sort()).toEqual([EXIT.DATA, EXIT.CONFIG].sort());
+    const sec = (v: string) => Number(/^(\d+)s?$/.exec(v)?.[1]);
+    // the transaction in progress may take a statement timeout to end
+    expect(sec(one(u, 'TimeoutStopSec')) * 1000).toBeGreaterThan(parseCollectorConfig({ postgres: {} }).postgres.statementTimeoutMs);
+    expect(sec(one(u, 'WatchdogSec'))).toBeGreaterThanOrEqual(10);
+    expect(one(u, 'ExecStart')).toMatch(/ \/opt\/edge-sensor\/dist\/cli\/main\.js collect --config \/etc\/edge-sensor\/collector\.yaml$/);
+    expect(one(u, 'User')).toBe('edge-sensor');
+  });
+
+  it.skipIf(!hasAnalyze)('passes systemd-analyze verify and scores 2.0 or lower on systemd-analyze security', () => {
+    const verify = spawnSync('systemd-analyze', ['verify', COLLECTOR_UNIT], { encoding: 'utf8' });
+    const complaints = (verify.stdout + verify.stderr).split('\n').filter((l) => l && !/is not executable|No such file or directory|not found/.test(l));
+    expect(complaints).toEqual([]);
+    const security = execFileSync('systemd-analyze', ['security', '--offline=true', COLLECTOR_UNIT], { encoding: 'utf8' });
     const score = Number(/exposure level for .*: ([\d.]+)/.exec(security)?.[1]);
     expect(score).toBeLessThanOrEqual(2.0);
   });
@@ -148,6 +176,27 @@ describe('scripts/install.sh into a root folder', () => {
     writeFileSync(at('etc/edge-sensor/config.yaml'), cfg);
   });
 
+  it('installs the collector on request: its unit, its config (kept on upgrades) and the CLI pointing at it', () => {
+    expect(existsSync(at('etc/systemd/system/edge-sensor-collector.service'))).toBe(false);
+    const r = sh('install.sh', ['--root', root, '--collector']);
+    expect(r.stderr + r.stdout).toMatch(/installed edge-sensor/);
+    expect(r.status).toBe(0);
+    const u = unitFile(at('etc/systemd/system/edge-sensor-collector.service'));
+    const [node, main, cmd, flag, config] = one(u, 'ExecStart').split(/\s+/);
+    accessSync(node, constants.X_OK);
+    expect([main, cmd, flag]).toEqual(['/opt/edge-sensor/dist/cli/main.js', 'collect', '--config']);
+    expect(lstatSync(at(config)).mode & 0o777).toBe(0o600);
+    const check = spawnSync(node, [at(main), 'check-config', '--config', at(config)], { encoding: 'utf8' });
+    expect(check.stdout).toMatch(/ok \(collector/);
+    expect(readFileSync(at('usr/local/bin/edge-sensor'), 'utf8')).toContain('EDGE_SENSOR_COLLECTOR_CONFIG:-/etc/edge-sensor/collector.yaml');
+    // an upgrade without the flag keeps the collector installed, its config untouched
+    appendFileSync(at(config), '# edited by the operator\n');
+    expect(sh('install.sh', ['--root', root]).status).toBe(0);
+    expect(existsSync(at('etc/systemd/system/edge-sensor-collector.service'))).toBe(true);
+    expect(readFileSync(at(config), 'utf8')).toContain('# edited by the operator');
+    if (hasSystemctl) expect(lstatSync(at('etc/systemd/system/multi-user.target.wants/edge-sensor-collector.service')).isSymbolicLink()).toBe(true);
+  });
+
   it('changes nothing with --dry-run', () => {
     const dry = join(tmp.dir, 'dry');
     const r = sh('install.sh', ['--root', dry, '--dry-run']);
@@ -160,7 +209,7 @@ describe('scripts/install.sh into a root folder', () => {
     writeFileSync(at('var/lib/edge-sensor/edge-sensor.db'), 'readings');
     let r = sh('uninstall.sh', ['--root', root]);
     expect(r.status).toBe(0);
-    for (const gone of ['opt/edge-sensor', 'etc/systemd/system/edge-sensor.service', 'usr/local/bin/edge-sensor', 'etc/systemd/system/multi-user.target.wants/edge-sensor.service']) {
+    for (const gone of ['opt/edge-sensor', 'etc/systemd/system/edge-sensor.service', 'etc/systemd/system/edge-sensor-collector.service', 'usr/local/bin/edge-sensor', 'etc/systemd/system/multi-user.target.wants/edge-sensor.service']) {
       expect(existsSync(at(gone)), gone).toBe(false);
     }
     expect(existsSync(at('etc/edge-sensor/config.yaml'))).toBe(true);

@@ -21,6 +21,8 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
   { name: 'sync', summary: 'ask the running daemon for a sync cycle now, skipping any backoff wait, and report what happened', load: async () => (await import('./sync.js')).syncCommand },
   { name: 'requeue', summary: 'put parked rows (refused by the broker too often) back to pending', load: async () => (await import('./requeue.js')).requeueCommand },
   { name: 'watch', summary: 'subscribe to a broker and show every device live: status, batches, delays, duplicates and seq gaps', load: async () => (await import('./watch.js')).watchCommand },
+  { name: 'collect', summary: 'run the collector: the fleet\'s readings from the broker into PostgreSQL, each once, every gap explained', load: async () => (await import('./collect.js')).collectCommand },
+  { name: 'fleet', summary: 'every device the collector knows: state, last seen, readings stored, lag, backlog, gaps (--gaps DEVICE lists them)', load: async () => (await import('./fleet.js')).fleetCommand },
   { name: 'demo', summary: 'the interactive menu of the original demo, with its own database and an embedded MQTT broker', load: async () => (await import('./demo.js')).demoCommand },
 ];
 

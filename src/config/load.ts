@@ -81,27 +81,27 @@ export function parseConfig(input: unknown, file = '(inline)'): Config {
 
 /** Reads, parses and validates a YAML config file, then applies LOG_LEVEL from the environment. Throws ConfigError on any problem. */
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  const config = loadConfigFile(file);
+  return withLogLevelFromEnv(parseConfig(readConfigFile(file), file), file, env);
+}
+
+/** LOG_LEVEL from the environment overrides log.level of any of our configs (daemon, collector). */
+export function withLogLevelFromEnv<T extends { log: { level: string } }>(config: T, file: string, env: NodeJS.ProcessEnv = process.env): T {
   const level = env.LOG_LEVEL;
   if (level) {
     if (!(LOG_LEVELS as readonly string[]).includes(level)) {
       throw new ConfigError(file, [{ path: 'LOG_LEVEL (environment)', message: `expected one of ${LOG_LEVELS.join('|')} (got ${JSON.stringify(level)})` }]);
     }
-    config.log.level = level as Config['log']['level'];
+    config.log.level = level;
   }
   return config;
 }
 
-function loadConfigFile(file: string): Config {
-  return parseConfig(readYamlMapping(file), file);
-}
-
 /**
- * Reads a YAML file into a plain object, bounded: at most CONFIG_MAX_BYTES, YAML's own limit on
- * alias expansion (a "billion laughs" file), no self-referencing aliases. Every failure is a
- * ConfigError (exit 78), never a stack trace. Shared by every config the project reads.
+ * Reads a YAML config file (daemon's or collector's) into a plain object, not validated yet, and
+ * bounded: at most CONFIG_MAX_BYTES, YAML's own limit on alias expansion (a "billion laughs" file),
+ * no self-referencing aliases. Every failure is a ConfigError (exit 78), never a stack trace.
  */
-export function readYamlMapping(file: string): Record<string, unknown> {
+export function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileCapped(file, CONFIG_MAX_BYTES).toString('utf8');

@@ -331,3 +331,8 @@ export type SyncConfig = Config['sync'];
 export type MqttConfig = Config['mqtt'];
 export type DatabaseConfig = Config['database'];
 export type RetentionConfig = Config['retention'];
+
+// Pieces the collector's config (src/collector/config.ts) shares with the daemon's, so that one
+// rule is written once: the MQTT connection, credential and TLS keys, and the value parsers.
+export const mqttSchema = configSchema.shape.mqtt.unwrap();
+export { duration, size, int, hideUserinfo };

@@ -33,38 +33,16 @@ export function usesTls(url: string): boolean {
  * `check-config --print` and logged in parts, secrets never are. Throws ConfigError listing every
  * file that cannot be used; returns warnings about permissions and certificates.
  */
-export function resolveSecrets(config: Config, configFile: string, env: NodeJS.ProcessEnv = process.env, nowMs = Date.now()): { link: LinkSecrets; warnings: SecretsWarning[] } {
+export function resolveSecrets(config: { mqtt: MqttSecretsConfig }, configFile: string, env: NodeJS.ProcessEnv = process.env, nowMs = Date.now()): { link: LinkSecrets; warnings: SecretsWarning[] } {
   const m = config.mqtt;
   const problems: ConfigProblem[] = [];
   const warnings: SecretsWarning[] = [];
   const link: LinkSecrets = {};
-
-  const read = (key: string, file: string, private_: boolean, maxBytes = PEM_MAX_BYTES): Buffer | undefined => {
-    let data: Buffer;
-    try {
-      data = readFileCapped(file, maxBytes);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const why = err instanceof FileTooLargeError ? `larger than ${maxBytes} bytes` : code === 'ENOENT' ? 'file not found' : (code ?? String(err));
-      problems.push({ path: key, message: `cannot read ${file} (${why})` });
-      return undefined;
-    }
-    if (private_) warnIfShared(key, file, warnings);
-    return data;
-  };
+  const read = (key: string, file: string, private_: boolean) => readSecretFile(key, file, private_, problems, warnings);
 
   if (m.username !== undefined) link.username = m.username;
-  if (m.passwordFile !== undefined) {
-    const data = read('mqtt.passwordFile', m.passwordFile, true, PASSWORD_MAX_BYTES);
-    // `echo secret > file` leaves a newline that is not part of the password
-    const pw = data?.toString('utf8').replace(/\r?\n$/, '');
-    if (pw === '') problems.push({ path: 'mqtt.passwordFile', message: `expected a password in ${m.passwordFile}, the file is empty` });
-    else if (pw !== undefined) link.password = pw;
-  } else if (m.passwordEnv !== undefined) {
-    const pw = env[m.passwordEnv];
-    if (!pw) problems.push({ path: 'mqtt.passwordEnv', message: `expected the environment variable ${m.passwordEnv} to hold the password; it is ${pw === undefined ? 'not set' : 'empty'}` });
-    else link.password = pw;
-  }
+  const pw = readPassword('mqtt', m, env, problems, warnings);
+  if (pw !== undefined) link.password = pw;
 
   if (usesTls(m.url)) {
     const t = m.tls;
@@ -92,8 +70,50 @@ export function resolveSecrets(config: Config, configFile: string, env: NodeJS.P
   return { link, warnings };
 }
 
+/** The keys of an MQTT section that name secrets (the daemon's and the collector's sections have them all). */
+export type MqttSecretsConfig = Pick<Config['mqtt'], 'url' | 'username' | 'passwordFile' | 'passwordEnv' | 'tls'>;
+
+function readSecretFile(key: string, file: string, private_: boolean, problems: ConfigProblem[], warnings: SecretsWarning[], maxBytes = PEM_MAX_BYTES): Buffer | undefined {
+  let data: Buffer;
+  try {
+    data = readFileCapped(file, maxBytes);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = err instanceof FileTooLargeError ? `larger than ${maxBytes} bytes` : code === 'ENOENT' ? 'file not found' : (code ?? String(err));
+    problems.push({ path: key, message: `cannot read ${file} (${why})` });
+    return undefined;
+  }
+  if (private_) warnIfShared(key, file, warnings);
+  return data;
+}
+
+/**
+ * The password a config section names by `passwordFile` or `passwordEnv` (the MQTT broker's, the
+ * collector's PostgreSQL), or undefined when it names none. Problems are pushed with the section's path.
+ */
+export function readPassword(
+  section: string,
+  src: { passwordFile?: string; passwordEnv?: string },
+  env: NodeJS.ProcessEnv,
+  problems: ConfigProblem[],
+  warnings: SecretsWarning[],
+): string | undefined {
+  if (src.passwordFile !== undefined) {
+    const data = readSecretFile(`${section}.passwordFile`, src.passwordFile, true, problems, warnings, PASSWORD_MAX_BYTES);
+    // `echo secret > file` leaves a newline that is not part of the password
+    const pw = data?.toString('utf8').replace(/\r?\n$/, '');
+    if (pw === '') problems.push({ path: `${section}.passwordFile`, message: `expected a password in ${src.passwordFile}, the file is empty` });
+    else return pw;
+  } else if (src.passwordEnv !== undefined) {
+    const pw = env[src.passwordEnv];
+    if (!pw) problems.push({ path: `${section}.passwordEnv`, message: `expected the environment variable ${src.passwordEnv} to hold the password; it is ${pw === undefined ? 'not set' : 'empty'}` });
+    else return pw;
+  }
+  return undefined;
+}
+
 /** Problems a TLS library would only report at the first connection, found at start instead. */
-function checkTlsMaterial(tls: NonNullable<LinkSecrets['tls']>, t: Config['mqtt']['tls'], problems: ConfigProblem[], warnings: SecretsWarning[], nowMs: number): void {
+function checkTlsMaterial(tls: NonNullable<LinkSecrets['tls']>, t: MqttSecretsConfig['tls'], problems: ConfigProblem[], warnings: SecretsWarning[], nowMs: number): void {
   if (tls.ca) {
     // Node skips what is not a certificate in a CA bundle without a word: look for ourselves
     const blocks = tls.ca.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
@@ -127,7 +147,7 @@ function checkTlsMaterial(tls: NonNullable<LinkSecrets['tls']>, t: Config['mqtt'
 }
 
 /** Warns when a file with secrets (or pointing at them) is readable or writable by other users. */
-function warnIfShared(key: string, file: string, warnings: SecretsWarning[]): void {
+export function warnIfShared(key: string, file: string, warnings: SecretsWarning[]): void {
   let mode: number;
   try {
     mode = statSync(file).mode & 0o777;

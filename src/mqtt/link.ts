@@ -21,6 +21,12 @@ export interface LinkOptions {
   /** use MQTT 5 topic aliases when the broker allows them */
   topicAlias?: boolean;
   retry: { initialDelayMs: number; maxDelayMs: number };
+  /** MQTT 3.1.1 keeps a session only with clean false (MQTT 5 keeps one whenever sessionExpirySec > 0) */
+  persistentSession311?: boolean;
+  /** MQTT 5 Receive Maximum: QoS 1 messages the broker may send before their PUBACK */
+  receiveMaximum?: number;
+  /** called with each fresh mqtt.js client before it connects (a subscriber installs its message handling) */
+  onClient?: (client: MqttClient) => void;
 }
 
 /** What the broker told us in its CONNACK (MQTT 5), with the protocol's defaults otherwise. */
@@ -201,7 +207,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       keepalive: o.keepaliveSec,
       connectTimeout: o.connectTimeoutMs,
       reconnectPeriod: 0, // we reconnect ourselves, with backoff and a fresh client
-      clean: o.protocolVersion === 5 ? o.sessionExpirySec === 0 : true,
+      clean: o.protocolVersion === 5 ? o.sessionExpirySec === 0 : !o.persistentSession311,
       username: o.username,
       password: o.password,
       resubscribe: false,
@@ -210,7 +216,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       writeCache: false,
     };
     if (o.protocolVersion === 5) {
-      options.properties = { sessionExpiryInterval: o.sessionExpirySec };
+      options.properties = { sessionExpiryInterval: o.sessionExpirySec, ...(o.receiveMaximum ? { receiveMaximum: o.receiveMaximum } : {}) };
       // autoAssign, not autoUse: autoUseTopicAlias only reuses aliases the caller set by hand, so it
       // sent the full topic every time (seen on the wire against Mosquitto). Aliases live and die
       // with a connection, and every connection is a fresh client: nothing stale can be reused.
@@ -227,6 +233,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       return;
     }
     this.client = client;
+    o.onClient?.(client);
     // mqtt.js has its own connect timeout; this guard also covers a TLS handshake that hangs
     this.connectGuard = setTimeout(() => {
       if (this.client === client && this._state === 'connecting') {

@@ -1,0 +1,110 @@
+import type pg from 'pg';
+import type { GapState } from '../gaps.js';
+import type { Tables } from './schema.js';
+
+export interface FleetDevice {
+  device: string;
+  online: boolean | null;
+  lastSeen: Date | null;
+  lastStatus: Record<string, unknown> | null;
+  /** readings waiting on the device, from the last status that said */
+  pending: number | null;
+  readingsStored: number;
+  highestSeq: number;
+  newestTs: Date | null;
+  duplicatesAbsorbed: number;
+  droppedAnnounced: number;
+  rejectedMessages: number;
+  openGaps: number;
+  openReadings: number;
+  /** every reading up to this seq is stored or announced dropped (what issue 16's `stored` message carries) */
+  through: number;
+}
+
+export interface FleetSnapshot {
+  /** the database's clock, so that ages do not depend on this machine's */
+  now: Date;
+  devices: FleetDevice[];
+  rejected: Array<{ reason: string; count: number }>;
+}
+
+export interface GapListing {
+  device: string;
+  known: boolean;
+  gaps: Array<{ from: number; to: number; state: GapState; reason: string | null; openedAt: Date; closedAt: Date | null }>;
+  truncated: boolean;
+}
+
+export async function readFleet(c: pg.ClientBase, t: Tables): Promise<FleetSnapshot> {
+  const now = await c.query<{ now: Date }>('SELECT now() AS now');
+  const r = await c.query<Record<string, unknown>>(
+    `SELECT d.device, d.online, d.last_seen, d.last_status, d.pending::float8, d.readings_stored::float8, d.highest_seq::float8, d.accounted_seq::float8,
+            d.newest_ts, d.duplicates_absorbed::float8, d.dropped_announced::float8, d.rejected_messages::float8,
+            coalesce(g.ranges, 0)::float8 AS open_gaps, coalesce(g.readings, 0)::float8 AS open_readings, g.first_open::float8
+     FROM ${t.devices} d
+     LEFT JOIN (SELECT device, count(*) AS ranges, sum(to_seq - from_seq + 1) AS readings, min(from_seq) AS first_open
+                FROM ${t.gaps} WHERE state = 'open' GROUP BY device) g USING (device)
+     ORDER BY d.device`,
+  );
+  const rej = await c.query<{ reason: string; count: number }>(`SELECT reason, count(*)::float8 AS count FROM ${t.rejected} GROUP BY reason ORDER BY reason`);
+  return {
+    now: now.rows[0].now,
+    devices: r.rows.map((x) => ({
+      device: x.device as string,
+      online: x.online as boolean | null,
+      lastSeen: x.last_seen as Date | null,
+      lastStatus: x.last_status as Record<string, unknown> | null,
+      pending: x.pending as number | null,
+      readingsStored: x.readings_stored as number,
+      highestSeq: x.highest_seq as number,
+      newestTs: x.newest_ts as Date | null,
+      duplicatesAbsorbed: x.duplicates_absorbed as number,
+      droppedAnnounced: x.dropped_announced as number,
+      rejectedMessages: x.rejected_messages as number,
+      openGaps: x.open_gaps as number,
+      openReadings: x.open_readings as number,
+      through: x.first_open === null ? (x.accounted_seq as number) : (x.first_open as number) - 1,
+    })),
+    rejected: rej.rows,
+  };
+}
+
+export async function readGaps(c: pg.ClientBase, t: Tables, device: string, limit: number): Promise<GapListing> {
+  const known = await c.query(`SELECT 1 FROM ${t.devices} WHERE device = $1`, [device]);
+  const r = await c.query<{ from_seq: number; to_seq: number; state: GapState; reason: string | null; opened_at: Date; closed_at: Date | null }>(
+    `SELECT from_seq::float8, to_seq::float8, state, reason, opened_at, closed_at FROM ${t.gaps} WHERE device = $1 ORDER BY from_seq, opened_at LIMIT $2`,
+    [device, limit + 1],
+  );
+  return {
+    device,
+    known: known.rowCount === 1,
+    gaps: r.rows.slice(0, limit).map((g) => ({ from: g.from_seq, to: g.to_seq, state: g.state, reason: g.reason, openedAt: g.opened_at, closedAt: g.closed_at })),
+    truncated: r.rows.length > limit,
+  };
+}
+
+/** What a device is told of its readings (issue 16's retained `stored` message): through, and what is missing. */
+export interface StoredState {
+  device: string;
+  /** every seq up to this is stored or announced dropped */
+  through: number;
+  /** open gaps older than the reorder window: asked for again */
+  missing: Array<[number, number]>;
+}
+
+/** From the devices' rows and the partial index of unfilled gaps: cheap for thousands of devices. */
+export async function readStoredState(c: pg.ClientBase, t: Tables, devices: readonly string[], reorderWindowMs: number): Promise<StoredState[]> {
+  const r = await c.query<{ device: string; accounted: number; from_seq: number | null; to_seq: number | null; old: boolean | null }>(
+    `SELECT d.device, d.accounted_seq::float8 AS accounted, g.from_seq::float8, g.to_seq::float8, g.opened_at < now() - $2 * interval '1 millisecond' AS old
+     FROM ${t.devices} d LEFT JOIN ${t.gaps} g ON g.device = d.device AND g.state = 'open'
+     WHERE d.device = ANY($1::text[]) ORDER BY d.device, g.from_seq`,
+    [devices, reorderWindowMs],
+  );
+  const out = new Map<string, StoredState>();
+  for (const x of r.rows) {
+    let s = out.get(x.device);
+    if (!s) out.set(x.device, (s = { device: x.device, through: x.from_seq === null ? x.accounted : x.from_seq - 1, missing: [] }));
+    if (x.from_seq !== null && x.to_seq !== null && x.old) s.missing.push([x.from_seq, x.to_seq]);
+  }
+  return [...out.values()];
+}
