@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
+import { EmbeddedBroker } from '../src/demo/embedded-broker.js';
 import { Mosquitto } from './helpers/mosquitto.js';
 import { Ledger } from './helpers/subscriber.js';
 import { makeTmp } from './helpers/tmp.js';

@@ -244,7 +244,7 @@ describe('a damaged database at start', () => {
       replaceDatabase: 'test: found damaged',
     });
     await daemon.start();
-    expect(daemon.lostTotal()).toBe(7 + 3 + 2000);
+    expect(daemon.statusPayload().lostTotal).toBe(7 + 3 + 2000);
     await daemon.stop('test');
     const db = new Database(c.db, { readonly: true });
     const cfg = (k: string) => db.prepare('SELECT value FROM config WHERE key = ?').pluck().get(k);

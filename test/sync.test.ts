@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
+import { EmbeddedBroker } from '../src/demo/embedded-broker.js';
 import { encodeReadings, type WireBatch } from '../src/sync/payload.js';
 import { FLAG_CLOCK_SUSPECT } from '../src/sensors/reading.js';
 import { Mosquitto } from './helpers/mosquitto.js';

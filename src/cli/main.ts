@@ -70,7 +70,7 @@ main(process.argv.slice(2)).then(
   },
   (err) => {
     if (err instanceof CliError) {
-      process.stderr.write(`edge-sensor: ${err.message}\n`);
+      process.stderr.write(`${err.prefixed ? 'edge-sensor: ' : ''}${err.message}\n`);
       process.exitCode = err.exitCode;
     } else {
       process.stderr.write(`edge-sensor: ${(err as Error)?.stack ?? String(err)}\n`);

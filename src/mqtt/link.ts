@@ -1,9 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { connect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import type { Logger } from '../util/logger.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../util/backoff.js';
 import { PublishRejectedError, PublishUnknownError } from './errors.js';
 import { closedBeforeConnack, describeConnectError } from './connect-errors.js';
+import { FallingRate } from '../util/log-throttle.js';
+import { redactUrl } from '../util/url.js';
 
 export interface LinkOptions {
   url: string;
@@ -43,7 +45,7 @@ interface Pending {
   send?: () => void;
 }
 
-type LinkEvents = {
+export type LinkEvents = {
   connect: [LinkLimits];
   disconnect: [{ reason: string }];
   connectFailed: [{ reason: string; attempts: number; first: boolean }];
@@ -83,8 +85,8 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   private attemptError?: string;
   private outageStart?: number;
   private outageAttempts = 0;
-  private nextOutageReport = 0;
-  private outageReportEveryMs = 60_000;
+  /** an outage is reported 1, 2, 4 … 60 minutes apart, never once per attempt */
+  private readonly outageReports = new FallingRate(60_000, 3_600_000);
   connectedSince?: number;
   /** the reason code of the broker's DISCONNECT on the current connection (MQTT 5) */
   private disconnectCode?: number;
@@ -205,8 +207,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       username: o.username,
       password: o.password,
       resubscribe: false,
-      // mqtt-packet's number cache is 65,536 two-byte Buffers made at the first packet: 6.3 MB of
-      // heap, a tenth of the daemon's idle memory, to save allocating two bytes per packet
+      // mqtt-packet's cache of every packet id is a large share of the idle heap (docs/benchmarks.md)
       writeCache: false,
     };
     if (o.protocolVersion === 5) {
@@ -251,7 +252,6 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       this.log.info({ url: redactUrl(o.url), ...this._limits, downMs, attempts: this.outageAttempts || undefined }, 'connected to broker');
       this.outageStart = undefined;
       this.outageAttempts = 0;
-      this.outageReportEveryMs = 60_000;
       this.lastError = undefined;
       this.emit('connect', this._limits);
     });
@@ -305,7 +305,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       this.lastError = reason;
       this.log.warn({ reason, connectedForMs }, 'disconnected from broker');
       this.outageStart = t;
-      this.nextOutageReport = t + this.outageReportEveryMs;
+      this.outageReports.start(t);
       this.emit('disconnect', { reason });
       // a connection that did not last is no reason to start the backoff over: a broker that
       // drops us right after each CONNACK would otherwise get a connection a second
@@ -322,13 +322,10 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     const t = this.now();
     if (this.outageStart === undefined) {
       this.outageStart = t;
-      this.nextOutageReport = t + this.outageReportEveryMs;
+      this.outageReports.start(t);
       this.log.warn({ url: redactUrl(this.opts.url), error: reason }, 'cannot reach broker; readings stay buffered, retrying with backoff');
-    } else if (t >= this.nextOutageReport) {
-      // an outage is reported at a falling rate (1, 2, 4 ... 60 min apart), never once per attempt
+    } else if (this.outageReports.due(t)) {
       this.log.warn({ error: reason, attempts: this.outageAttempts, downMs: t - this.outageStart }, 'broker still unreachable');
-      this.outageReportEveryMs = Math.min(this.outageReportEveryMs * 2, 3_600_000);
-      this.nextOutageReport = t + this.outageReportEveryMs;
     } else {
       this.log.debug({ error: reason, attempts: this.outageAttempts }, 'connect attempt failed');
     }
@@ -411,9 +408,4 @@ function classifyPublishError(err: Error & { code?: number | string }, stillConn
 
 function describeError(err: Error & { code?: number | string }): string {
   return typeof err.code === 'number' ? `${err.message} (code ${err.code})` : err.code ? `${err.code}: ${err.message}` : err.message;
-}
-
-/** Strips user:password@ from a URL before it is logged. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/[^/@]*@/, '//***@');
 }

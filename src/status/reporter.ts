@@ -1,24 +1,6 @@
 import type { Logger } from '../util/logger.js';
 import type { LinkLimits } from '../mqtt/link.js';
-
-/** The retained status message on {topicPrefix}/{deviceId}/status: the public contract. */
-export interface StatusPayload {
-  device: string;
-  state: 'online' | 'offline';
-  /** why offline: 'connection lost' (the last will), 'shutdown', 'offline by choice' */
-  reason?: string;
-  mode?: 'online' | 'offline-by-choice';
-  pending?: number;
-  oldestPendingAgeMs?: number | null;
-  parked?: number;
-  syncedTotal?: number;
-  lostTotal?: number;
-  lastAckAt?: string | null;
-  dbBytes?: number;
-  uptimeS?: number;
-  version?: string;
-  ts: string;
-}
+import type { StatusPayload } from './device-status.js';
 
 export interface StatusPublisher {
   readonly connected: boolean;
