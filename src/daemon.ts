@@ -45,8 +45,7 @@ function build(config: Config, store: Store, log: Logger, now: () => number, sta
     log.child({ module: 'mqtt' }),
     now,
   );
-  const syncOpts = { deviceId: device.id, topic: topics.readings, batchSize: s.batchSize, maxInFlight: s.maxInFlight, intervalMs: s.intervalMs, publishTimeoutMs: s.publishTimeoutMs, compression: s.compression, protocolVersion: m.protocolVersion, retry: s.retry };
-  const sync = new SyncLoop(store, link, syncOpts, log.child({ module: 'sync' }), now);
+  const sync = new SyncLoop(store, link, { ...s, deviceId: device.id, topic: topics.readings, protocolVersion: m.protocolVersion }, log.child({ module: 'sync' }), now);
   const keeper = new StorageKeeper(store, sync, config.retention, log.child({ module: 'retention' }), now);
   const sensorLog = log.child({ module: 'sensors' });
   const sensors = config.sensors.map((c) => ({ sensor: createSensor(c, config.host, { warn: (o, msg) => sensorLog.warn(o, msg) }), schedule: c.schedule, readAtStart: c.readAtStart }));

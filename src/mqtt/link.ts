@@ -60,13 +60,9 @@ const STABLE_CONNECTION_MS = 10_000;
  * One MQTT connection to the broker, kept up with backoff, that publishes QoS 1 messages and
  * tells the caller how each ended: resolved on PUBACK, PublishRejectedError on a refusal,
  * PublishUnknownError when nobody can know. It knows nothing of readings.
- *
- * Why a fresh mqtt.js client per connection (reconnectPeriod 0, end(true) on any drop):
- * mqtt.js keeps in-flight QoS 1 messages in an in-memory store and resends them after a
- * reconnect, one at a time, without the DUP flag. Our rows are still pending in SQLite and the
- * sync loop sends them again in new batches, so letting mqtt.js resend as well would double the
- * duplicates after every drop (and its copies die with the process anyway). Dropping the client
- * discards that store; every in-flight publish is settled here as "unknown" exactly once.
+ * A fresh mqtt.js client per connection: mqtt.js would resend its in-flight messages after a
+ * reconnect, doubling the duplicates of rows the sync loop sends again anyway (they are still
+ * pending); dropping the client settles each of them here as "unknown", exactly once.
  */
 export class MqttLink extends EventEmitter<LinkEvents> {
   private client?: MqttClient;
@@ -81,13 +77,13 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   private connectGuard?: NodeJS.Timeout;
   private _state: LinkState = 'idle';
   private _limits?: LinkLimits;
-  lastError?: string;
+  private error?: string;
   private attemptError?: string;
   private outageStart?: number;
   private outageAttempts = 0;
   /** an outage is reported 1, 2, 4 … 60 minutes apart, never once per attempt */
   private readonly outageReports = new FallingRate(60_000, 3_600_000);
-  connectedSince?: number;
+  private connectedSince?: number;
   /** the reason code of the broker's DISCONNECT on the current connection (MQTT 5) */
   private disconnectCode?: number;
 
@@ -110,6 +106,11 @@ export class MqttLink extends EventEmitter<LinkEvents> {
 
   get limits(): LinkLimits | undefined {
     return this._limits;
+  }
+
+  /** What went wrong with the last connection or attempt (cleared at each connect). */
+  get lastError(): string | undefined {
+    return this.error;
   }
 
   get inFlight(): number {
@@ -231,8 +232,8 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     // mqtt.js has its own connect timeout; this guard also covers a TLS handshake that hangs
     this.connectGuard = setTimeout(() => {
       if (this.client === client && this._state === 'connecting') {
-        this.lastError = `no CONNACK within ${o.connectTimeoutMs} ms`;
-        this.teardown(this.lastError);
+        this.error = `no CONNACK within ${o.connectTimeoutMs} ms`;
+        this.teardown(this.error);
       }
     }, o.connectTimeoutMs + 1000);
 
@@ -252,7 +253,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       this.log.info({ url: redactUrl(o.url), ...this._limits, downMs, attempts: this.outageAttempts || undefined }, 'connected to broker');
       this.outageStart = undefined;
       this.outageAttempts = 0;
-      this.lastError = undefined;
+      this.error = undefined;
       this.emit('connect', this._limits);
     });
     client.on('error', (err: Error & { code?: number | string }) => {
@@ -260,19 +261,19 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       // the first error of an attempt is the cause; the rest (a TLS failure comes twice, then
       // ECONNRESET) would hide it
       if (this._state === 'connecting') this.attemptError ??= describeConnectError(err, o.protocolVersion);
-      this.lastError = this._state === 'connecting' ? this.attemptError : describeError(err);
+      this.error = this._state === 'connecting' ? this.attemptError : describeError(err);
     });
     client.on('disconnect', (packet) => {
       if (this.client !== client) return;
       this.disconnectCode = packet.reasonCode;
       // MQTT 5: the broker tells why it is closing the connection
-      this.lastError = `broker sent DISCONNECT, reason code ${packet.reasonCode ?? 0}${packet.properties?.reasonString ? ` (${packet.properties.reasonString})` : ''}`;
+      this.error = `broker sent DISCONNECT, reason code ${packet.reasonCode ?? 0}${packet.properties?.reasonString ? ` (${packet.properties.reasonString})` : ''}`;
     });
     client.on('close', () => {
       if (this.client !== client) return;
       // while connecting, only this attempt's error counts: lastError may be an older attempt's
       if (this._state === 'connecting') this.teardown(this.attemptError ?? closedBeforeConnack(o.protocolVersion));
-      else this.teardown(this.lastError ?? 'connection closed', true);
+      else this.teardown(this.error ?? 'connection closed', true);
     });
   }
 
@@ -302,7 +303,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     if (this._state === 'stopped' || this._state === 'paused') return;
     if (wasConnected) {
       const connectedForMs = this.connectedSince !== undefined ? t - this.connectedSince : 0;
-      this.lastError = reason;
+      this.error = reason;
       this.log.warn({ reason, connectedForMs }, 'disconnected from broker');
       this.outageStart = t;
       this.outageReports.start(t);
@@ -317,7 +318,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   }
 
   private onConnectFailed(reason: string): void {
-    this.lastError = reason;
+    this.error = reason;
     this.outageAttempts++;
     const t = this.now();
     if (this.outageStart === undefined) {

@@ -14,7 +14,6 @@ export class StatusReporter {
   private stopped = false;
   /** after a goodbye: no periodic or on-connect status until resume() (it would say "online" after it) */
   private quiet = false;
-  published = 0;
 
   constructor(
     private readonly link: StatusPublisher,
@@ -45,7 +44,6 @@ export class StatusReporter {
     }
     try {
       await this.link.publish(this.opts.topic, payload, { retain: true }, this.opts.timeoutMs);
-      this.published++;
       return true;
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'status publish failed');

@@ -14,8 +14,7 @@ export function prepareStatements(db: SqliteDb) {
       `SELECT id, seq, timestamp AS ts, sensor, amount AS value, unit, description, flags
        FROM transactions WHERE ${PENDING} AND seq > ? ORDER BY seq LIMIT ?`,
     ),
-    // one statement per batch, the seqs as a JSON array: 500 calls into SQLite per batch were a
-    // sixth of the backlog drain's profile
+    // one statement per batch, the seqs as a JSON array, not one call per row (docs/benchmarks.md, "Drain")
     markSynced: db.prepare(`UPDATE transactions SET synced = 1, sync_timestamp = ? WHERE rowid IN (SELECT value FROM json_each(?)) AND synced = 0`),
     attemptUnknown: db.prepare(`UPDATE transactions SET retry_count = retry_count + 1 WHERE rowid = ? AND ${PENDING}`),
     attemptRejected: db.prepare(
