@@ -135,7 +135,7 @@ export class SyncLoop {
   }
 
   /** Fills the in-flight window with the oldest pending rows. Synchronous and re-entrant-safe. */
-  pump(): void {
+  private pump(): void {
     clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
     this.flushAcks();
@@ -290,7 +290,7 @@ export class SyncLoop {
   }
 
   /** Resolves when nothing is in flight and no pending row was found (or at the deadline). */
-  whenIdle(timeoutMs: number): Promise<boolean> {
+  private whenIdle(timeoutMs: number): Promise<boolean> {
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.idleWaiters = this.idleWaiters.filter((w) => w !== done);
