@@ -8,6 +8,7 @@ import { SimulatedSensor } from '../src/sensors/simulated.js';
 import type { Sensor } from '../src/sensors/index.js';
 import { silentLogger } from '../src/util/logger.js';
 import { makeTmp } from './helpers/tmp.js';
+import { waitFor } from './helpers/process.js';
 
 const sim = (name: string, count = 1) => new SimulatedSensor({ name, unit: 'C', count, min: 0, max: 10, step: 1, seed: 1 });
 const failing = (name: string): Sensor => ({
@@ -221,7 +222,8 @@ describe('readAtStart', () => {
     const store = new Store(join(tmp.dir, 'start.db'));
     const s = new Sampler([{ sensor: sim('hourly'), schedule: '0 0 * * * *', readAtStart: true }, { sensor: sim('other'), schedule: '0 0 * * * *' }], store, silentLogger(), opts);
     s.start();
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => store.countPending() > 0, 5000, 'the reading at start');
+    // the other sensor would have been read in the same turn and stored in the same write
     expect(store.countPending()).toBe(1);
     expect(store.takePending(1)[0].sensor).toBe('hourly');
     await s.stop();
