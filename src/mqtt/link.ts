@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { connect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import type { Logger } from '../util/logger.js';
 import { Backoff } from '../util/backoff.js';
-import { PublishRejectedError, PublishUnknownError } from './errors.js';
+import { classifyPublishError, PublishUnknownError } from './errors.js';
 import { closedBeforeConnack, describeConnectError } from './connect-errors.js';
 import { FallingRate } from '../util/log-throttle.js';
 import { redactUrl } from '../util/url.js';
@@ -393,18 +393,6 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       client.end(true);
     }
   }
-}
-
-/** Sorts a publish error into "the broker refused it" and "nobody knows". */
-function classifyPublishError(err: Error & { code?: number | string }, stillConnected: boolean): Error {
-  if (typeof err.code === 'number' && err.code >= 0x80) {
-    return new PublishRejectedError(`broker refused the publish: ${err.message} (reason code 0x${err.code.toString(16)})`, err.code);
-  }
-  if (!stillConnected || /clos|disconnect|offline|connection|ECONN|EPIPE|ETIMEDOUT/i.test(err.message)) {
-    return new PublishUnknownError(`publish interrupted: ${err.message}`, 'connection-lost');
-  }
-  // the client itself refused to send it (e.g. larger than the broker's Maximum Packet Size)
-  return new PublishRejectedError(`publish refused: ${err.message}`, typeof err.code === 'number' ? err.code : undefined);
 }
 
 function describeError(err: Error & { code?: number | string }): string {
