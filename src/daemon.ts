@@ -66,14 +66,13 @@ type Parts = ReturnType<typeof build>;
  * Builds every module from its config section and starts them in flow order: the store and its
  * keeper, the control socket (also the lock against a second daemon on the same database), the
  * sampler, the MQTT link, the sync loop, status and drop announcements. Stops sampling first, so
- * that the drain has an end, then the rest in reverse. Emits `damaged` for a database found
- * damaged while running (the supervisor starts a fresh daemon on a fresh database).
+ * that the drain has an end, then the rest in reverse. Emits `damaged` when the database is found
+ * damaged while running, by each part that finds it (the supervisor starts a fresh daemon on a fresh database).
  */
 export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implements DaemonView {
   private parts?: Parts;
   private control?: ControlServer;
   private stopping?: Promise<void>;
-  private damageReported = false;
   private readonly now = () => (this.opts.now ?? Date.now)();
 
   constructor(
@@ -92,7 +91,7 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
     this.parts = p;
     p.keeper.on('written', () => p.sync.nudge());
     p.keeper.on('dropped', (when) => (when === 'now' ? void p.announcer.announce() : p.announcer.announceSoon(5000)));
-    p.keeper.on('damaged', (reason) => this.damaged(reason));
+    p.keeper.on('damaged', (reason) => this.emit('damaged', reason));
     new LinkJournal(store, p.sync, this.config.mqtt.url, this.log).follow(p.link);
     p.saved.follow(p.link);
     p.mode.on('changed', () => p.saved.save());
@@ -105,7 +104,7 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
     p.reporter.start();
     p.announcer.start();
     p.saved.save();
-    void checkInBackground(store).then((damage) => damage && !this.stopping && this.damaged(damage));
+    void checkInBackground(store).then((damage) => damage && !this.stopping && this.emit('damaged', damage));
   }
 
   private async startControl(commands: DaemonCommands): Promise<void> {
@@ -119,13 +118,6 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
       // the daemon's first job is sampling: run without the control socket rather than not at all
       this.log.error({ err, path }, 'control socket unavailable; CLI commands that need the daemon will not work');
     }
-  }
-
-  private damaged(reason: string): void {
-    if (this.damageReported) return;
-    this.damageReported = true;
-    this.log.fatal({ reason }, 'database damaged while running; replacing it');
-    this.emit('damaged', reason);
   }
 
   linkView(): LinkView {

@@ -27,7 +27,7 @@ export class Supervisor {
   }
 
   /** Listens for SIGTERM and SIGINT; first thing, so that one that comes while starting still ends in a clean stop. */
-  listen(): void {
+  listen(signals: { on(event: NodeJS.Signals, fn: (signal: NodeJS.Signals) => void): unknown } = process): void {
     const handle = (signal: NodeJS.Signals) => {
       if (this.signalled) {
         this.log.warn({ signal }, 'second signal: exiting now');
@@ -37,8 +37,8 @@ export class Supervisor {
       this.signalled = signal;
       this.onSignal?.(signal);
     };
-    process.on('SIGTERM', handle);
-    process.on('SIGINT', handle);
+    signals.on('SIGTERM', handle);
+    signals.on('SIGINT', handle);
   }
 
   /** Starts the daemon; when that fails it is stopped again and the error thrown. */
@@ -79,7 +79,9 @@ export class Supervisor {
   }
 
   private watch(daemon: Daemon): Daemon {
-    daemon.on('damaged', (reason) => {
+    // once: a damaged database is reported by whichever part of the daemon hits it first
+    daemon.once('damaged', (reason) => {
+      this.log.fatal({ reason }, 'database damaged while running; replacing it');
       if (this.signalled || this.replacing) return;
       this.replacing = this.replace(daemon, reason)
         .catch((err) => this.log.fatal({ err }, 'could not restart on a fresh database'))
