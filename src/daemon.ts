@@ -36,6 +36,7 @@ export interface DaemonView {
   readonly commands: DaemonCommands;
 }
 
+/** Every module of one run, built in the order their constructors need (started in flow order by Daemon.start). */
 function build(config: Config, store: Store, log: Logger, now: () => number, startedAt: number, opts: DaemonOptions) {
   const { device, mqtt: m, sync: s } = config;
   const topics = deviceTopics(m.topicPrefix, device.id);

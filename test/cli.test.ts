@@ -1,25 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { EmbeddedBroker } from '../src/demo/embedded-broker.js';
 import { FleetWatcher } from '../src/watch/fleet-watcher.js';
 import { formatWatchEvent } from '../src/cli/watch.js';
-import { Mosquitto } from './helpers/mosquitto.js';
+import { mosquittoForTests } from './helpers/mosquitto.js';
 import { Ledger } from './helpers/subscriber.js';
 import { makeTmp } from './helpers/tmp.js';
 import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
 import { runCli, spawnCli, waitFor, type Spawned } from './helpers/process.js';
 
 const tmp = makeTmp();
-let mosq: Mosquitto;
-beforeAll(async () => {
-  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
-});
-afterAll(async () => {
-  await mosq?.stop();
-  tmp.cleanup();
-});
+afterAll(tmp.cleanup);
+const mosq = mosquittoForTests(join(tmp.dir, 'mosq'));
 
 function config(name: string, url = mosq.url, extra: Record<string, unknown> = {}) {
   return daemonConfig(tmp.dir, name, {

@@ -1,22 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { EmbeddedBroker } from '../src/demo/embedded-broker.js';
-import { Mosquitto } from './helpers/mosquitto.js';
+import { Mosquitto, mosquittoForTests } from './helpers/mosquitto.js';
 import { Ledger } from './helpers/subscriber.js';
 import { makeTmp } from './helpers/tmp.js';
 import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
 import { TIME_SCALE, spawnCli, waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
-let mosq: Mosquitto;
-beforeAll(async () => {
-  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
-});
-afterAll(async () => {
-  await mosq?.stop();
-  tmp.cleanup();
-});
+afterAll(tmp.cleanup);
+const mosq = mosquittoForTests(join(tmp.dir, 'mosq'));
 
 function config(name: string, url: string, extra: Record<string, unknown> = {}) {
   return daemonConfig(tmp.dir, name, {

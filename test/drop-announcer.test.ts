@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { DropAnnouncer } from '../src/sync/drop-announcer.js';
@@ -7,7 +7,7 @@ import type { LinkLimits } from '../src/mqtt/link.js';
 import { PublishUnknownError } from '../src/mqtt/errors.js';
 import { Store } from '../src/store/store.js';
 import { silentLogger } from '../src/util/logger.js';
-import { Mosquitto } from './helpers/mosquitto.js';
+import { mosquittoForTests } from './helpers/mosquitto.js';
 import { Ledger } from './helpers/subscriber.js';
 import { fill, makeStack } from './helpers/stack.js';
 import { makeTmp } from './helpers/tmp.js';
@@ -140,13 +140,7 @@ describe('drop announcer (a fake publisher)', () => {
 });
 
 describe('drop announcer against Mosquitto', () => {
-  let mosq: Mosquitto;
-  beforeAll(async () => {
-    mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
-  });
-  afterAll(async () => {
-    await mosq?.stop();
-  });
+  const mosq = mosquittoForTests(join(tmp.dir, 'mosq'));
 
   it('reaches a subscriber at QoS 1, and the records are marked after the PUBACK', async () => {
     const ledger = await Ledger.start(mosq.url, 'none/+/readings');

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -9,7 +9,7 @@ import { parseConfig } from '../src/config/load.js';
 import { DiskGuard } from '../src/store/disk-guard.js';
 import { Retention } from '../src/store/retention.js';
 import { silentLogger } from '../src/util/logger.js';
-import { Mosquitto } from './helpers/mosquitto.js';
+import { mosquittoForTests } from './helpers/mosquitto.js';
 import { FaultProxy } from './helpers/proxy.js';
 import { Ledger } from './helpers/subscriber.js';
 import { fill } from './helpers/stack.js';
@@ -353,13 +353,7 @@ function accountFor(lastSeq: number, dropped: DropAnnouncement[], ledger: Ledger
 }
 
 describe('a daemon fed faster than its uplink', () => {
-  let mosq: Mosquitto;
-  beforeAll(async () => {
-    mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
-  });
-  afterAll(async () => {
-    await mosq?.stop();
-  });
+  const mosq = mosquittoForTests(join(tmp.dir, 'mosq'));
 
   it('stays within its disk cap, drops the oldest, and accounts for every seq exactly', async () => {
     const proxy = await new FaultProxy(mosq.port).listen();

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { EmbeddedBroker } from '../src/demo/embedded-broker.js';
 import { encodeReadings, type WireBatch } from '../src/sync/payload.js';
 import { FLAG_CLOCK_SUSPECT } from '../src/sensors/reading.js';
-import { Mosquitto } from './helpers/mosquitto.js';
+import { Mosquitto, mosquittoForTests } from './helpers/mosquitto.js';
 import { FaultProxy } from './helpers/proxy.js';
 import { Ledger } from './helpers/subscriber.js';
 import { fill, makeStack, reading } from './helpers/stack.js';
@@ -13,15 +13,8 @@ import { makeTmp } from './helpers/tmp.js';
 import { waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
-let mosq: Mosquitto;
-
-beforeAll(async () => {
-  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
-});
-afterAll(async () => {
-  await mosq?.stop();
-  tmp.cleanup();
-});
+afterAll(tmp.cleanup);
+const mosq = mosquittoForTests(join(tmp.dir, 'mosq'));
 
 /** Counts the loop's looks for pending rows that found none, from now on. */
 function countEmptyTakes(s: ReturnType<typeof makeStack>): () => number {
