@@ -1,3 +1,5 @@
+import type { StoreErrorKind } from './store/database.js';
+
 /** Exit codes, after sysexits.h where one fits, so systemd and scripts can tell failures apart. */
 export const EXIT = {
   OK: 0,
@@ -9,3 +11,9 @@ export const EXIT = {
   CANTCREAT: 73, // EX_CANTCREAT: the database cannot be opened or created
   CONFIG: 78, // EX_CONFIG: the configuration is invalid
 } as const;
+
+/** The exit code of a database that cannot be used, for the daemon and every command alike. */
+export function storeExitCode(kind: StoreErrorKind): number {
+  if (kind === 'missing') return EXIT.NOINPUT;
+  return kind === 'foreign' || kind === 'newer-schema' ? EXIT.DATA : EXIT.CANTCREAT;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff } from '../src/mqtt/backoff.js';
+import { Backoff } from '../src/util/backoff.js';
 
 describe('backoff', () => {
   it('doubles its cap per try up to maxDelayMs, never below initialDelayMs, and starts over on reset', () => {

@@ -1,25 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
-import { FleetWatcher } from '../src/status/watcher.js';
+import { EmbeddedBroker } from '../src/demo/embedded-broker.js';
+import { FleetWatcher } from '../src/watch/fleet-watcher.js';
 import { formatWatchEvent } from '../src/cli/watch.js';
-import { Mosquitto } from './helpers/mosquitto.js';
+import { mosquittoForTests } from './helpers/mosquitto.js';
 import { Ledger } from './helpers/subscriber.js';
 import { makeTmp } from './helpers/tmp.js';
 import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
-import { runCli, sleep, spawnCli, waitFor, type Spawned } from './helpers/process.js';
+import { runCli, spawnCli, waitFor, type Spawned } from './helpers/process.js';
 
 const tmp = makeTmp();
-let mosq: Mosquitto;
-beforeAll(async () => {
-  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
-});
-afterAll(async () => {
-  await mosq?.stop();
-  tmp.cleanup();
-});
+afterAll(tmp.cleanup);
+const mosq = mosquittoForTests(join(tmp.dir, 'mosq'));
 
 function config(name: string, url = mosq.url, extra: Record<string, unknown> = {}) {
   return daemonConfig(tmp.dir, name, {
@@ -32,6 +26,7 @@ function config(name: string, url = mosq.url, extra: Record<string, unknown> = {
 
 const q = sqlValue;
 const synced = (db: string) => q(db, 'SELECT count(*) FROM transactions WHERE synced = 1');
+const pending = (db: string) => q(db, 'SELECT count(*) FROM transactions WHERE synced = 0');
 
 async function startDaemon(args: string[]): Promise<Spawned> {
   const d = spawnCli(['run', ...args]);
@@ -153,15 +148,18 @@ describe('CLI beside a running daemon', () => {
     const off = await runCli(['offline', ...c.args]);
     expect(off.code).toBe(0);
     const s1 = synced(c.db);
-    await sleep(2500);
+    const p1 = pending(c.db);
+    // two more ticks of readings: each would have been synced within sync.intervalMs (200 ms)
+    await waitFor(() => pending(c.db) >= p1 + 20, 10_000, 'readings sampled while offline');
     expect(synced(c.db)).toBe(s1);
     const st = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout);
     expect(st).toMatchObject({ mode: 'offline-by-choice', daemon: { running: true, link: 'offline-by-choice' } });
     expect(st.pending).toBeGreaterThan(0);
     // the choice survives a restart
     await stopDaemon(d);
+    const before = pending(c.db);
     d = await startDaemon(c.args);
-    await sleep(2000);
+    await waitFor(() => pending(c.db) >= before + 20, 10_000, 'readings sampled after the restart');
     expect(synced(c.db)).toBe(s1);
     expect(d.logLines().some((l) => /offline by choice/.test(String(l.msg)))).toBe(true);
     const on = await runCli(['online', ...c.args]);
@@ -210,7 +208,7 @@ describe('CLI beside a running daemon', () => {
     hold = true; // the next batch waits for its PUBACK, so `offline` drains for up to 3 s
     await waitFor(() => broker.held.length > 0, 5000, 'a batch in flight');
     const offline = runCli(['offline', ...c.args]);
-    await sleep(1200); // offline is waiting for that PUBACK now
+    await waitFor(() => d.logLines().some((l) => String(l.msg).startsWith('going offline')), 10_000, 'offline draining (waiting for that PUBACK)');
     hold = false;
     const on = await runCli(['online', ...c.args]);
     expect(on.code).toBe(0);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeTmp } from './helpers/tmp.js';
 import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
-import { runCli, sleep, spawnCli, waitFor } from './helpers/process.js';
+import { TIME_SCALE, runCli, sleep, spawnCli, waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
 afterAll(tmp.cleanup);
@@ -27,7 +27,7 @@ describe('daemon as a child process', () => {
     const c = config('term');
     const d = spawnCli(['run', '--config', c.path]);
     await waitFor(() => d.logLines().some((l) => l.msg === 'sampling started'), 10_000, 'sampling started');
-    await sleep(3000);
+    await waitFor(() => count(c.db) >= 100 && count(c.db, "sensor = 'mem'") >= 2, 15_000, 'two ticks of both sensors');
     d.child.kill('SIGTERM');
     const { code } = await d.exited;
     expect(code).toBe(0);
@@ -53,8 +53,10 @@ describe('daemon as a child process', () => {
     const reader = new Database(c.db, { readonly: true });
     const stmt = reader.prepare('SELECT id FROM transactions WHERE seq > ? ORDER BY seq');
     let last = 0;
-    const killAt = Date.now() + 2500 + Math.random() * 1000;
-    while (Date.now() < killAt) {
+    // the kill comes at a random moment of the writing: after 4,000 to 6,000 readings seen committed
+    const killAfter = 4000 + Math.floor(Math.random() * 2000);
+    const giveUpAt = Date.now() + 30_000 * TIME_SCALE;
+    while (seen.size < killAfter && Date.now() < giveUpAt) {
       for (const id of stmt.pluck().all(last) as string[]) seen.add(id);
       last = reader.prepare('SELECT coalesce(max(seq), 0) FROM transactions').pluck().get() as number;
       await sleep(20);
@@ -67,8 +69,7 @@ describe('daemon as a child process', () => {
 
     // restart: everything committed before the kill is still there; writing goes on
     const d2 = spawnCli(['run', '--config', c.path]);
-    await waitFor(() => d2.logLines().some((l) => l.msg === 'sampling started'), 10_000, 'restart');
-    await sleep(1500);
+    await waitFor(() => count(c.db) > seen.size + 2000, 15_000, 'writing again after the restart');
     d2.child.kill('SIGTERM');
     expect((await d2.exited).code).toBe(0);
     const db = new Database(c.db, { readonly: true });

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -9,13 +9,13 @@ import { parseConfig } from '../src/config/load.js';
 import { DiskGuard } from '../src/store/disk-guard.js';
 import { Retention } from '../src/store/retention.js';
 import { silentLogger } from '../src/util/logger.js';
-import { Mosquitto } from './helpers/mosquitto.js';
+import { mosquittoForTests } from './helpers/mosquitto.js';
 import { FaultProxy } from './helpers/proxy.js';
 import { Ledger } from './helpers/subscriber.js';
 import { fill } from './helpers/stack.js';
 import { makeTmp } from './helpers/tmp.js';
 import { daemonConfig, sqlValue } from './helpers/daemon-config.js';
-import { CLI, runCli, sleep, spawnCli, waitFor } from './helpers/process.js';
+import { CLI, runCli, spawnCli, waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
 afterAll(tmp.cleanup);
@@ -212,7 +212,7 @@ describe('a damaged database at start', () => {
     corrupt(c.db, 4096 * 3, 4096 * 40);
     const d = spawnCli(['run', ...c.args]);
     await waitFor(() => d.logLines().some((l) => l.msg === 'sampling started'), 15_000, 'started on a fresh database');
-    await sleep(1500);
+    await waitFor(() => sqlValue(c.db, 'SELECT count(*) FROM transactions') > 0, 10_000, 'readings in the fresh database');
     d.child.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
     const fatal = d.logLines().find((l) => String(l.msg).startsWith('DATABASE DAMAGED'));
@@ -244,7 +244,7 @@ describe('a damaged database at start', () => {
       replaceDatabase: 'test: found damaged',
     });
     await daemon.start();
-    expect(daemon.lostTotal()).toBe(7 + 3 + 2000);
+    expect(daemon.statusPayload().lostTotal).toBe(7 + 3 + 2000);
     await daemon.stop('test');
     const db = new Database(c.db, { readonly: true });
     const cfg = (k: string) => db.prepare('SELECT value FROM config WHERE key = ?').pluck().get(k);
@@ -297,13 +297,11 @@ describe('clock without a real-time clock', () => {
     const c = config('clock', { sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *' }] });
     // boot with a clock ten years behind (a Pi before NTP), then a normal clock
     const past = spawnCli(['run', ...c.args], { LD_PRELOAD: libfaketime!, FAKETIME: '-3650d', FAKETIME_DONT_FAKE_MONOTONIC: '1' });
-    await waitFor(() => past.logLines().some((l) => l.msg === 'sampling started'), 10_000, 'started with a clock in the past');
-    await sleep(2500);
+    await waitFor(() => sqlValue(c.db, 'SELECT count(*) FROM transactions WHERE flags & 1') >= 2, 15_000, 'readings taken with a clock in the past');
     past.child.kill('SIGTERM');
     expect((await past.exited).code).toBe(0);
     const now = spawnCli(['run', ...c.args]);
-    await waitFor(() => now.logLines().some((l) => l.msg === 'sampling started'), 10_000, 'started');
-    await sleep(2500);
+    await waitFor(() => sqlValue(c.db, 'SELECT count(*) FROM transactions WHERE NOT flags & 1') >= 1, 15_000, 'readings taken with a set clock');
     now.child.kill('SIGTERM');
     expect((await now.exited).code).toBe(0);
     const db = new Database(c.db, { readonly: true });
@@ -335,6 +333,10 @@ function dropAnnouncements(ledger: Ledger): DropAnnouncement[] {
   return out;
 }
 
+function announcedCount(dropped: DropAnnouncement[]): number {
+  return dropped.reduce((n, m) => n + m.count, 0);
+}
+
 /** Every seq up to lastSeq: announced as dropped, or else received or still in the database; never both, never neither. */
 function accountFor(lastSeq: number, dropped: DropAnnouncement[], ledger: Ledger, inDb: Set<number>) {
   const announced = new Set<number>();
@@ -351,13 +353,7 @@ function accountFor(lastSeq: number, dropped: DropAnnouncement[], ledger: Ledger
 }
 
 describe('a daemon fed faster than its uplink', () => {
-  let mosq: Mosquitto;
-  beforeAll(async () => {
-    mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
-  });
-  afterAll(async () => {
-    await mosq?.stop();
-  });
+  const mosq = mosquittoForTests(join(tmp.dir, 'mosq'));
 
   it('stays within its disk cap, drops the oldest, and accounts for every seq exactly', async () => {
     const proxy = await new FaultProxy(mosq.port).listen();
@@ -372,19 +368,23 @@ describe('a daemon fed faster than its uplink', () => {
       sensors: [{ type: 'simulated', name: 'sim', unit: 'C', schedule: '* * * * * *', count: 1500 }],
     });
     const d = spawnCli(['run', ...c.args]);
+    // the size, watched while the flood goes on, until the guard has dropped many ticks' worth
     let maxSize = 0;
-    const t0 = Date.now();
-    while (Date.now() - t0 < 20_000) {
-      await sleep(100);
-      if (existsSync(c.db)) { const a = statSync(c.db).size, w = existsSync(`${c.db}-wal`) ? statSync(`${c.db}-wal`).size : 0; if (a + w > maxSize) console.log('MAX', Date.now() % 100000, a, w, a + w); maxSize = Math.max(maxSize, a + w); }
-    }
+    const size = (f: string) => (existsSync(f) ? statSync(f).size : 0);
+    await waitFor(
+      () => {
+        maxSize = Math.max(maxSize, size(c.db) + size(`${c.db}-wal`));
+        return existsSync(c.db) && sqlValue(c.db, "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM config WHERE key = 'dropped_total'), 0)") >= 15_000;
+      },
+      60_000,
+      'the flood to overrun the cap',
+      100,
+    );
     // the link comes back to full speed: the backlog drains and the drops are announced
     proxy.uplinkBytesPerSec = 0;
-    await sleep(6000);
+    await waitFor(() => sqlValue(c.db, 'SELECT count(*) FROM dropped WHERE announced_at IS NULL') === 0, 30_000, 'every drop announced');
     d.child.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
-    (await import('node:fs')).writeFileSync('/tmp/flood-stderr.log', d.stderr());
-    await sleep(500);
     // the cap holds: the guard looks after every write and keeps room for the next one, however
     // late its timer runs on a busy machine
     expect(maxSize).toBeLessThanOrEqual(cap);
@@ -396,6 +396,8 @@ describe('a daemon fed faster than its uplink', () => {
     db.close();
     expect(droppedTotal).toBeGreaterThan(5000);
     expect(unannounced).toBe(0);
+    // marked announced on PUBACK: the subscriber's copy may arrive a moment later
+    await waitFor(() => announcedCount(dropped) >= droppedTotal, 10_000, 'every announcement at the subscriber');
     // every seq is accounted for exactly once: received, still in the database, or announced as dropped
     expect(accountFor(lastSeq, dropped, ledger, inDb)).toEqual({ announced: droppedTotal, unexplained: 0, both: 0 });
     const st = JSON.parse((await runCli(['status', ...c.args, '--json'])).stdout);
@@ -419,7 +421,7 @@ describe('a daemon fed faster than its uplink', () => {
     });
     const d = spawnCli(['run', ...c.args]);
     await waitFor(() => d.logLines().some((l) => /not storing new readings/.test(String(l.msg))), 30_000, 'the cap reached');
-    await sleep(3000); // a few ticks refused
+    await waitFor(() => sqlValue(c.db, "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM config WHERE key = 'dropped_total'), 0)") >= 2000, 15_000, 'a few ticks refused');
     proxy.refuse(false);
     await waitFor(() => dropped.length > 0, 20_000, 'the refused ranges announced');
     // refusals that go on after the link is back are announced together, within 5 s

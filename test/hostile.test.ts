@@ -119,7 +119,8 @@ describe('the control socket against anything a client sends', () => {
     });
     sock = `${c.db}.sock`;
     d = spawnCli(['run', ...c.args]);
-    await waitFor(() => existsSync(sock), 15_000, 'the control socket');
+    // the daemon answering, not the socket file: it exists a moment before the daemon listens on it
+    await waitFor(async () => (await ask(sock, '{"cmd":"ping"}')).includes('"ok":true'), 15_000, 'the control socket to answer');
   });
   afterAll(async () => {
     d.child.kill('SIGTERM');

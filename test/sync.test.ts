@@ -1,27 +1,32 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { EmbeddedBroker } from '../src/mqtt/embedded-broker.js';
+import { EmbeddedBroker } from '../src/demo/embedded-broker.js';
 import { encodeReadings, type WireBatch } from '../src/sync/payload.js';
 import { FLAG_CLOCK_SUSPECT } from '../src/sensors/reading.js';
-import { Mosquitto } from './helpers/mosquitto.js';
+import { Mosquitto, mosquittoForTests } from './helpers/mosquitto.js';
 import { FaultProxy } from './helpers/proxy.js';
 import { Ledger } from './helpers/subscriber.js';
 import { fill, makeStack, reading } from './helpers/stack.js';
 import { makeTmp } from './helpers/tmp.js';
-import { sleep, waitFor } from './helpers/process.js';
+import { waitFor } from './helpers/process.js';
 
 const tmp = makeTmp();
-let mosq: Mosquitto;
+afterAll(tmp.cleanup);
+const mosq = mosquittoForTests(join(tmp.dir, 'mosq'));
 
-beforeAll(async () => {
-  mosq = await Mosquitto.start(join(tmp.dir, 'mosq'));
-});
-afterAll(async () => {
-  await mosq?.stop();
-  tmp.cleanup();
-});
+/** Counts the loop's looks for pending rows that found none, from now on. */
+function countEmptyTakes(s: ReturnType<typeof makeStack>): () => number {
+  let empty = 0;
+  const take = s.store.takePending.bind(s.store);
+  s.store.takePending = (limit, afterSeq) => {
+    const rows = take(limit, afterSeq);
+    if (rows.length === 0) empty++;
+    return rows;
+  };
+  return () => empty;
+}
 
 const syncedCount = (s: ReturnType<typeof makeStack>) => s.store.db.prepare('SELECT count(*) FROM transactions WHERE synced = 1').pluck().get() as number;
 const syncedIds = (s: ReturnType<typeof makeStack>) => s.store.db.prepare('SELECT id FROM transactions WHERE synced = 1').pluck().all() as string[];
@@ -132,9 +137,10 @@ describe('sync against Mosquitto', () => {
     expect(events).toContain('rows_parked');
     const rej = s.store.recentLog(100).find((e) => e.event_type === 'batch_rejected')!;
     expect(rej.details).toMatchObject({ reasonCode: 135 }); // 0x87 Not authorized
-    // parked rows are not retried; requeue brings them back
+    // parked rows are not retried: the loop looks for pending rows again and again and finds none
     const rejectedBefore = s.sync.stats.rejectedBatches;
-    await sleep(300);
+    const emptyLooks = countEmptyTakes(s);
+    await waitFor(() => emptyLooks() >= 3, 5000, 'three more looks for pending rows');
     expect(s.sync.stats.rejectedBatches).toBe(rejectedBefore);
     expect(s.store.requeue()).toBe(25);
     s.sync.rewind();
@@ -155,13 +161,18 @@ describe('sync against Mosquitto', () => {
       s.store.append(Array.from({ length: 200 }, (_, j) => reading(produced + j)));
       produced += 200;
     }, 20);
-    await sleep(800);
+    await waitFor(() => s.sync.stats.ackedRows >= 2000, 10_000, 'rows flowing');
     await own.stop();
-    await sleep(1500);
+    await waitFor(() => !s.link.connected, 10_000, 'the link to notice');
+    // the producer goes on: rows pile up while the broker is away
+    const atStop = produced;
+    await waitFor(() => produced >= atStop + 2000, 10_000, 'rows written while the broker is down');
     expect(s.store.countPending()).toBeGreaterThan(0);
     expect(s.link.connected).toBe(false);
     await own.start();
-    await sleep(800);
+    await waitFor(() => s.link.connected, 15_000, 'reconnected');
+    const atRestart = produced;
+    await waitFor(() => produced >= atRestart + 2000, 10_000, 'rows written after the restart');
     clearInterval(producer);
     await waitFor(() => s.store.countPending() === 0, 20_000, 'drained after restart');
     const ids = syncedIds(s);
@@ -180,8 +191,7 @@ describe('sync against Mosquitto', () => {
     s.start();
     await waitFor(() => s.sync.stats.ackedRows > 2000, 10_000, 'drain under way');
     proxy.pause();
-    await sleep(1500); // three publish timeouts
-    expect(s.sync.stats.unknownBatches).toBeGreaterThan(0);
+    await waitFor(() => s.sync.stats.unknownBatches > 0, 10_000, 'a publish timeout');
     const retried = s.store.db.prepare('SELECT count(*) FROM transactions WHERE retry_count > 0').pluck().get() as number;
     expect(retried).toBeGreaterThan(0);
     proxy.resume();
@@ -228,12 +238,15 @@ describe('sync against Mosquitto', () => {
 describe('sync against an in-process broker that controls PUBACKs', () => {
   it('marks nothing synced while PUBACKs are withheld, and everything once they come', async () => {
     const broker = await new EmbeddedBroker().listen();
-    broker.onPublish = () => 'hold';
+    broker.onPublish = (_c, p) => (p.topic.endsWith('/readings') ? 'hold' : 'ack');
     const s = makeStack({ dir: tmp.dir, url: broker.url, name: 'hold', sync: { batchSize: 10, maxInFlight: 2, publishTimeoutMs: 10_000 } });
     fill(s.store, 50, 50);
     s.start();
     await waitFor(() => broker.held.length === 2, 5000, 'window full');
-    await sleep(300);
+    // ask for a round (it must not send past the window), then a publish of our own on the same
+    // connection: once the broker has acknowledged it, it has everything the loop sent before it
+    expect((await s.sync.syncNow(200)).ackedRows).toBe(0);
+    await s.link.publish('t/hold/marker', 'm', {}, 5000);
     expect(syncedCount(s)).toBe(0);
     expect(broker.held.length).toBe(2); // no more than the window while nothing is acked
     broker.onPublish = () => 'ack';
@@ -276,8 +289,7 @@ describe('sync against an in-process broker that controls PUBACKs', () => {
       ),
     );
     await waitFor(() => broker.held.length === 2, 3000, 'two on the wire');
-    await sleep(300);
-    expect(broker.clients[0].unacked).toBe(2); // the other three wait in the link, not at the broker
+    expect(broker.clients[0].unacked).toBe(2); // the other three wait in the link, not at the broker (maxUnacked below: at no time)
     expect(s.link.inFlight).toBe(5);
     // each PUBACK lets exactly one more out, oldest first
     broker.held.shift()!.release();
@@ -356,13 +368,18 @@ describe('sync against an in-process broker that controls PUBACKs', () => {
     fill(s.store, 2000, 500);
     const real = s.store.settleAcked.bind(s.store);
     let full = true;
+    let failedWrites = 0;
     s.store.settleAcked = (batches, at) => {
-      if (full) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      if (full) {
+        failedWrites++;
+        throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      }
       return real(batches, at);
     };
     s.start();
     await waitFor(() => received >= 4, 5000, 'first window sent');
-    await sleep(1500);
+    // each retry to write the acknowledgements down is a round in which the loop could have sent more
+    await waitFor(() => failedWrites >= 3, 10_000, 'three tries to record the acknowledgements');
     // nothing recorded, and nothing more sent while the acknowledgements cannot be written down
     expect(received).toBe(4);
     expect(syncedCount(s)).toBe(0);

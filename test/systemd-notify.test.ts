@@ -8,7 +8,7 @@ import { SystemdNotifier, watchdogPingMs, type SpawnFn } from '../src/systemd/no
 import { statusLine } from '../src/systemd/status-line.js';
 import { createLogger } from '../src/util/logger.js';
 import { makeTmp, writeConfig } from './helpers/tmp.js';
-import { sleep, spawnCli, waitFor } from './helpers/process.js';
+import { spawnCli, waitFor } from './helpers/process.js';
 import { FakeNotifySocket } from './helpers/notify-socket.js';
 
 const tmp = makeTmp();
@@ -49,17 +49,22 @@ const hasSystemdNotify = (() => {
 })();
 
 describe('SystemdNotifier', () => {
-  it('spawns nothing when NOTIFY_SOCKET is absent', async () => {
-    const f = fakeSpawn();
-    const n = new SystemdNotifier(captureLogger().log, { env: { WATCHDOG_USEC: '20000' }, spawn: f.spawn, statusIntervalMs: 5 });
-    expect(n.enabled).toBe(false);
-    n.ready('ready');
-    n.status('x');
-    n.startHeartbeat(() => 'y');
-    await sleep(50);
-    n.stopping('bye');
-    n.close();
-    expect(f.calls).toEqual([]);
+  it('spawns nothing when NOTIFY_SOCKET is absent', () => {
+    vi.useFakeTimers();
+    try {
+      const f = fakeSpawn();
+      const n = new SystemdNotifier(captureLogger().log, { env: { WATCHDOG_USEC: '20000' }, spawn: f.spawn, statusIntervalMs: 5 });
+      expect(n.enabled).toBe(false);
+      n.ready('ready');
+      n.status('x');
+      n.startHeartbeat(() => 'y');
+      vi.advanceTimersByTime(50); // ten heartbeat periods
+      n.stopping('bye');
+      n.close();
+      expect(f.calls).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('applies the watchdog only to the process systemd named', () => {
@@ -119,14 +124,16 @@ describe('SystemdNotifier', () => {
   it('survives a missing systemd-notify with one warning', async () => {
     const { lines, log } = captureLogger();
     const n = new SystemdNotifier(log, { env: { NOTIFY_SOCKET: join(tmp.dir, 'none.sock') }, command: join(tmp.dir, 'no-such-notify') });
+    const warnings = () => lines.filter((l) => l.msg === 'cannot notify systemd');
     n.ready('r');
-    n.status('s1');
-    await sleep(200);
+    n.status('s1'); // waits for the first sender, which fails
+    await waitFor(() => n.sent >= 2 && warnings().length > 0, 5000, 'the first failure');
+    // s2 goes out only once the sender of s1 is done: by then s1 has failed too
     n.status('s2');
-    await sleep(200);
-    const warnings = lines.filter((l) => l.msg === 'cannot notify systemd');
-    expect(warnings).toHaveLength(1);
-    expect(String(warnings[0].err)).toMatch(/ENOENT/);
+    await waitFor(() => n.sent >= 3, 5000, 'the second failure');
+    expect(warnings()).toHaveLength(1);
+    const [warning] = warnings();
+    expect(String(warning.err)).toMatch(/ENOENT/);
     expect(n.sent).toBeGreaterThanOrEqual(2);
   });
 });
@@ -201,8 +208,10 @@ describe.skipIf(!hasSystemdNotify)('the daemon under a fake NOTIFY_SOCKET', () =
       foreign.close();
       const f = spawnCli(['run', '--config', config('foreign')], { NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '1000000' });
       expect((await f.exited).code).toBe(65);
-      await sleep(300);
-      expect(sock.messages()).toEqual([]);
+      // a message of our own: once the socket has it, it has whatever was sent before it
+      execFileSync('systemd-notify', ['STATUS=marker'], { env: { ...process.env, NOTIFY_SOCKET: sock.path } });
+      await waitFor(() => sock.messages().length > 0, 5000, 'the marker');
+      expect(sock.messages().map((m) => m.fields)).toEqual([{ STATUS: 'marker' }]);
     } finally {
       sock.stop();
     }

@@ -1,6 +1,5 @@
 // The real daemon, as a child process: `node dist/cli/main.js run --config FILE`.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { CLI, spawnNode, writeDaemonConfig } from './util.mjs';
 
 /**
@@ -50,4 +49,3 @@ export function startDaemon(configPath, opts = {}) {
 }
 
 export const readingsTopic = (device = '+') => `${TOPIC_PREFIX}/${device}/readings`;
-export const dbIn = (dir, name = 'bench.db') => join(dir, name);

@@ -18,16 +18,21 @@ if (mode === 'daemon') {
   const { silentLogger } = await dist('util/logger.js');
   const store = new Store(dbPath, { synchronous: 'FULL', create: true });
   const sensor = new SimulatedSensor({ name: 'sim', unit: '°C', count: tx, min: 15, max: 30, step: 0.5, seed: 1 });
-  const sampler = new Sampler([], store, silentLogger(), { readTimeoutMs: 10_000, clockFloorMs: 0 });
   let written = 0;
+  let finished;
+  // the store's append, then the next tick once this one is committed: one tick, one transaction
+  const sink = {
+    appendTicks(ticks) {
+      store.appendTicks(ticks);
+      for (const t of ticks) written += t.readings.length;
+      if (written >= total) finished();
+      else void sampler.tick(sensor);
+    },
+  };
+  const sampler = new Sampler([], sink, silentLogger(), { readTimeoutMs: 10_000, clockFloorMs: 0 });
   const t0 = performance.now();
   await new Promise((resolve) => {
-    // the next tick starts when the previous one is committed: one tick, one transaction
-    sampler.onWritten = (n) => {
-      written += n;
-      if (written >= total) resolve();
-      else void sampler.tick(sensor);
-    };
+    finished = resolve;
     void sampler.tick(sensor);
   });
   const ms = performance.now() - t0;

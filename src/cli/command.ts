@@ -14,6 +14,8 @@ export class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode: number = EXIT.FAILURE,
+    /** `edge-sensor: ` in front; run and check-config print a config problem as it is */
+    readonly prefixed = true,
   ) {
     super(message);
     this.name = 'CliError';

@@ -2,34 +2,34 @@ import { existsSync } from 'node:fs';
 import { configPath, loadConfig, ConfigError } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { resolveSecrets, type LinkSecrets } from '../config/secrets.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT, storeExitCode } from '../exit-codes.js';
 import { StoreOpenError } from '../store/database.js';
 import { Store } from '../store/store.js';
-import { defaultSocketPath } from '../control/protocol.js';
+import { socketPathOf, type ControlRequest } from '../control/protocol.js';
 import { sendControl, DaemonNotRunningError, ControlCommandError } from '../control/client.js';
-import type { ControlRequest } from '../control/protocol.js';
 import { CliError } from './command.js';
 
-/** Loads the config named by --config / EDGE_SENSOR_CONFIG / the default, or fails with 78 and every problem. */
-export function cliConfig(flag: unknown): Config {
-  const file = configPath(typeof flag === 'string' ? flag : undefined);
+/**
+ * Runs a step that reads configuration (the file, LOG_LEVEL, the secrets it names): any problem
+ * is exit 78 with every problem listed. `prefixed: false` prints the list as it is (run, check-config).
+ */
+export function configStep<T>(step: () => T, prefixed = true): T {
   try {
-    return loadConfig(file);
+    return step();
   } catch (err) {
-    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.CONFIG);
+    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.CONFIG, prefixed);
     throw err;
   }
 }
 
+/** Loads the config named by --config / EDGE_SENSOR_CONFIG / the default, or fails with 78 and every problem. */
+export function cliConfig(flag: unknown): Config {
+  return configStep(() => loadConfig(configPath(typeof flag === 'string' ? flag : undefined)));
+}
+
 /** The password and TLS files the config names, read now (never printed); problems exit 78. */
 export function cliSecrets(config: Config, flag: unknown): LinkSecrets {
-  const file = configPath(typeof flag === 'string' ? flag : undefined);
-  try {
-    return resolveSecrets(config, file).link;
-  } catch (err) {
-    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.CONFIG);
-    throw err;
-  }
+  return configStep(() => resolveSecrets(config, configPath(typeof flag === 'string' ? flag : undefined)).link);
 }
 
 /**
@@ -50,16 +50,9 @@ export function cliStore(config: Config, mode: 'read' | 'change' | 'record'): St
     if (!existed) process.stderr.write(`edge-sensor: created a new database at ${path} (no daemon has used it yet; the daemon syncs it once it runs with this config)\n`);
     return store;
   } catch (err) {
-    if (err instanceof StoreOpenError) {
-      const code = err.kind === 'missing' ? EXIT.NOINPUT : err.kind === 'foreign' || err.kind === 'newer-schema' ? EXIT.DATA : EXIT.CANTCREAT;
-      throw new CliError(err.message, code);
-    }
+    if (err instanceof StoreOpenError) throw new CliError(err.message, storeExitCode(err.kind));
     throw err;
   }
-}
-
-export function socketPathOf(config: Config): string {
-  return config.control.socketPath ?? defaultSocketPath(config.database.path);
 }
 
 /** Sends a command to the running daemon; "daemon not running" becomes a clear CLI error (exit 69). */

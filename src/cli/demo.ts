@@ -7,8 +7,10 @@ import { connect, type MqttClient } from 'mqtt';
 import { parseConfig } from '../config/load.js';
 import { Daemon } from '../daemon.js';
 import { EXIT } from '../exit-codes.js';
-import { EmbeddedBroker } from '../mqtt/embedded-broker.js';
-import { buildStatus, formatStatus } from '../status/snapshot.js';
+import { EmbeddedBroker } from '../demo/embedded-broker.js';
+import { Store } from '../store/store.js';
+import { fleetFilters } from '../topics.js';
+import { buildStatus, formatStatus } from './snapshot.js';
 import type { WireBatch } from '../sync/payload.js';
 import { silentLogger } from '../util/logger.js';
 import type { Command } from './command.js';
@@ -90,7 +92,7 @@ export const demoCommand: Command = {
     // the broker side of the loop: what a consumer sees arrive
     const sub: MqttClient = connect(url, { clientId: `edge-sensor-demo-viewer-${process.pid}`, reconnectPeriod: 1000 });
     sub.on('error', () => {});
-    sub.on('connect', () => sub.subscribe('edge-sensor-demo/+/readings', { qos: 1 }));
+    sub.on('connect', () => sub.subscribe(fleetFilters('edge-sensor-demo').readings, { qos: 1 }));
     sub.on('message', (_t, payload, packet) => {
       try {
         const gz = packet.properties?.contentType === 'application/json+gzip';
@@ -105,7 +107,9 @@ export const demoCommand: Command = {
       }
     });
 
-    const store = daemon.store!;
+    // the demo reads and records through a connection of its own, as the CLI does beside a daemon
+    const store = new Store(config.database.path);
+    const ask = daemon.commands;
     const pending = () => store.countPending();
     process.stdout.write(
       [
@@ -140,7 +144,7 @@ export const demoCommand: Command = {
           }
           case '2':
             online = !online;
-            await daemon.setOnline(online);
+            await ask[online ? 'online' : 'offline']();
             process.stdout.write(
               online
                 ? `  ONLINE: reconnected; the backlog of ${pending()} pending readings drains now\n`
@@ -148,13 +152,13 @@ export const demoCommand: Command = {
             );
             break;
           case '3': {
-            const r = await daemon.syncNow(5000);
+            const r = await ask.sync({ timeoutMs: 5000 });
             process.stdout.write(r.ok ? `  sync: ${r.ackedRows} readings acknowledged by the broker; ${r.pendingLeft} pending\n` : `  sync not possible: ${r.reason} (${r.pendingLeft} pending)\n`);
             break;
           }
           case '4':
             process.stdout.write(
-              formatStatus(buildStatus(store, daemon.liveStatus()))
+              formatStatus(buildStatus(store, ask.status()))
                 .split('\n')
                 .map((l) => '  ' + l)
                 .join('\n') + '\n',
@@ -179,6 +183,7 @@ export const demoCommand: Command = {
     const left = pending();
     process.stdout.write('stopping the demo daemon\n');
     sub.end(true);
+    store.close();
     await daemon.stop('demo finished');
     await broker?.close();
     if (values.keep) process.stdout.write(`database kept at ${config.database.path} (${left} readings still pending in it)\n`);

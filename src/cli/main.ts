@@ -1,9 +1,7 @@
 #!/usr/bin/env -S node --lite-mode --no-expose-wasm
-// --lite-mode: V8 without its optimizing compiler. On a Pi memory is scarcer than CPU: idle RSS
-// 66 MB instead of 93, peak while draining 200,000 pending readings 97 MB instead of 153, for about
-// 10 % less drain throughput (see README "Benchmarks"). Lite mode has no WebAssembly (nothing here uses it);
-// --no-expose-wasm only keeps V8 from warning about that on every start. `npm start` and the
-// systemd unit pass the same flags.
+// --lite-mode (V8 without its optimizing compiler): on a Pi memory is scarcer than CPU; the trade is
+// measured in docs/benchmarks.md ("Memory"). --no-expose-wasm only silences V8's warning that lite
+// mode has no WebAssembly. `npm start` and the systemd unit pass the same flags.
 import { EXIT } from '../exit-codes.js';
 import { VERSION } from '../version.js';
 import { CliError, parse, type Command } from './command.js';
@@ -72,7 +70,7 @@ main(process.argv.slice(2)).then(
   },
   (err) => {
     if (err instanceof CliError) {
-      process.stderr.write(`edge-sensor: ${err.message}\n`);
+      process.stderr.write(`${err.prefixed ? 'edge-sensor: ' : ''}${err.message}\n`);
       process.exitCode = err.exitCode;
     } else {
       process.stderr.write(`edge-sensor: ${(err as Error)?.stack ?? String(err)}\n`);

@@ -1,5 +1,6 @@
 import { EXIT } from '../exit-codes.js';
 import { configOption, type Command } from './command.js';
+import { MODE_KEY } from '../sync/online-mode.js';
 import { askDaemon, cliConfig, cliStore, pingDaemon, printJson } from './context.js';
 
 function modeCommand(online: boolean): Command {
@@ -12,7 +13,7 @@ function modeCommand(online: boolean): Command {
       const config = cliConfig(values.config);
       if (values.stored && !(await pingDaemon(config))) {
         const store = cliStore(config, 'change');
-        store.setConfig('mode', online ? 'online' : 'offline');
+        store.setConfig(MODE_KEY, online ? 'online' : 'offline');
         store.logEvent(online ? 'went_online' : 'went_offline', { by: 'operator', stored: true });
         store.close();
         process.stdout.write(`daemon not running; it will start ${online ? 'online' : 'offline by choice'}\n`);

@@ -1,5 +1,5 @@
 import { EXIT } from '../exit-codes.js';
-import { buildStatus, formatStatus, type LiveStatus } from '../status/snapshot.js';
+import { buildStatus, formatStatus, type LiveStatus } from './snapshot.js';
 import { configOption, type Command } from './command.js';
 import { askDaemon, cliConfig, cliStore, pingDaemon, printJson } from './context.js';
 

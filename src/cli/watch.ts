@@ -1,7 +1,7 @@
 import { gunzipSync } from 'node:zlib';
 import { connect, type IClientOptions } from 'mqtt';
 import { EXIT } from '../exit-codes.js';
-import { FleetWatcher, type WatchEvent } from '../status/watcher.js';
+import { FleetWatcher, type WatchEvent } from '../watch/fleet-watcher.js';
 import type { WireBatch } from '../sync/payload.js';
 import { formatDuration } from '../util/duration.js';
 import { CliError, configOption, type Command } from './command.js';
@@ -9,6 +9,8 @@ import { cliConfig, cliSecrets } from './context.js';
 import type { LinkSecrets } from '../config/secrets.js';
 import { describeConnectError } from '../mqtt/connect-errors.js';
 import { printable, printableJson } from '../util/printable.js';
+import { firstOnly, Repeating } from '../util/log-throttle.js';
+import { redactUrl } from '../util/url.js';
 
 function time(ms: number): string {
   return new Date(ms).toISOString().slice(11, 23);
@@ -73,16 +75,15 @@ export const watchCommand: Command = {
       ...secrets.tls,
     };
     const client = connect(url, opts);
-    const safeUrl = url.replace(/\/\/[^/@]*@/, '//***@');
-    let warned = false;
+    // the cause of a failed connection is said once, until a connection works again
+    const trouble = new Repeating(firstOnly);
     client.on('connect', () => {
-      warned = false;
-      process.stderr.write(`watching ${prefix}/+/readings and ${prefix}/+/status on ${safeUrl} (Ctrl-C to stop)\n`);
+      trouble.ended();
+      process.stderr.write(`watching ${prefix}/+/readings and ${prefix}/+/status on ${redactUrl(url)} (Ctrl-C to stop)\n`);
       client.subscribe([`${prefix}/+/readings`, `${prefix}/+/status`, `${prefix}/+/dropped`], { qos: 1 });
     });
     client.on('error', (err) => {
-      if (!warned) process.stderr.write(`watch: ${describeConnectError(err, protocolVersion)} (retrying)\n`);
-      warned = true;
+      if (trouble.occurred()) process.stderr.write(`watch: ${describeConnectError(err, protocolVersion)} (retrying)\n`);
     });
     client.on('message', (topic, payload, packet) => {
       const parts = topic.split('/');

@@ -1,5 +1,5 @@
 import type { Logger } from '../util/logger.js';
-import { Backoff } from '../mqtt/backoff.js';
+import { Backoff } from '../util/backoff.js';
 import type { CollectorConfig, CollectorSecrets } from './config.js';
 import { decodeMessage, type DecodeOptions } from './decode.js';
 import { StoreUnavailableError } from './pg/errors.js';

@@ -2,7 +2,8 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, formatIssues, readConfigFile, withLogLevelFromEnv, type ConfigProblem } from '../config/load.js';
-import { crossFieldProblems, duration, hideUserinfo, int, LOG_LEVELS, mqttSchema, size } from '../config/schema.js';
+import { crossFieldProblems, duration, int, LOG_LEVELS, mqttSchema, size } from '../config/schema.js';
+import { redactUrl } from '../util/url.js';
 import { readPassword, resolveSecrets, type LinkSecrets, type SecretsWarning } from '../config/secrets.js';
 
 // The MQTT connection, credentials and TLS are the daemon's keys (one rule for both programs);
@@ -29,10 +30,10 @@ const postgres = z.strictObject({
       try {
         parsed = new URL(u);
       } catch {
-        return ctx.addIssue({ code: 'custom', message: `expected a URL like postgres://user@host:5432/database, got ${JSON.stringify(hideUserinfo(u))}` });
+        return ctx.addIssue({ code: 'custom', message: `expected a URL like postgres://user@host:5432/database, got ${JSON.stringify(redactUrl(u))}` });
       }
       if (!/^postgres(ql)?:$/.test(parsed.protocol)) {
-        ctx.addIssue({ code: 'custom', message: `expected a postgres:// URL, got ${JSON.stringify(hideUserinfo(u))}` });
+        ctx.addIssue({ code: 'custom', message: `expected a postgres:// URL, got ${JSON.stringify(redactUrl(u))}` });
       } else if (parsed.password !== '' || parsed.searchParams.has('password')) {
         // the config is printed by check-config --print and copied into tickets: no secret in it
         ctx.addIssue({ code: 'custom', message: 'expected no password in the URL (got one, not shown): use postgres.passwordFile or postgres.passwordEnv (or PGPASSWORD)' });

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../util/logger.js';
-import { Backoff } from '../mqtt/backoff.js';
+import { Backoff } from '../util/backoff.js';
 import type { Decoded, RejectReason } from './decode.js';
 import type { ItemOutcome, StoreItem } from './pg/write.js';
 import { StoreUnavailableError } from './pg/errors.js';

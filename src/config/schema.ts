@@ -3,6 +3,7 @@ import { z } from 'zod';
 import cron from 'node-cron';
 import { parseDuration, parseSize } from '../util/duration.js';
 import { SENSOR_NAME, SENSOR_NAME_RULE, UNIT_MAX_CHARS } from '../sensors/reading.js';
+import { redactUrl, usesTls } from '../util/url.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -54,9 +55,6 @@ const printableText = (max: number) =>
     .string()
     .max(max)
     .refine((s) => !UNPRINTABLE.test(s), 'expected no control characters (U+0000-U+001F, U+007F-U+009F) and valid UTF-8');
-
-/** user:password@ of a URL replaced, so that a problem report never prints a password */
-const hideUserinfo = (url: string) => url.replace(/\/\/[^/@]*@/, '//***@');
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
 
@@ -163,7 +161,7 @@ export const configSchema = z
           .describe('The broker: `mqtt://` (port 1883 by default), `mqtts://` (TLS, 8883), `ws://` or `wss://` (WebSocket); `tcp://` and `ssl://` are taken as `mqtt://` and `mqtts://`. No user name or password in it: see `username` and `passwordFile`.')
           .superRefine((u, ctx) => {
             if (!/^(mqtts?|wss?|tcp|ssl):\/\/[^\s]+$/.test(u)) {
-              ctx.addIssue({ code: 'custom', message: `expected a URL like mqtt://host:1883 or mqtts://host:8883, got ${JSON.stringify(hideUserinfo(u))}` });
+              ctx.addIssue({ code: 'custom', message: `expected a URL like mqtt://host:1883 or mqtts://host:8883, got ${JSON.stringify(redactUrl(u))}` });
             } else if (/^[a-z]+:\/\/[^/]*@/.test(u)) {
               // credentials in the URL would be printed by check-config --print and copied into backups
               ctx.addIssue({ code: 'custom', message: 'expected no user name or password in the URL (got some, not shown): use mqtt.username and mqtt.passwordFile or mqtt.passwordEnv' });
@@ -298,7 +296,7 @@ export function crossFieldProblems(input: unknown): Array<{ path: Array<string |
   if (mqtt) {
     const url = typeof mqtt.url === 'string' ? mqtt.url : 'mqtt://';
     const tls = obj(mqtt.tls);
-    if (tls && Object.keys(tls).length > 0 && !/^(mqtts|wss|ssl):/.test(url)) {
+    if (tls && Object.keys(tls).length > 0 && !usesTls(url)) {
       out.push({ path: ['mqtt', 'tls'], message: 'mqtt.tls is set but mqtt.url does not use TLS: expected an mqtts:// (or wss://) URL' });
     }
     // mqtt.js hands the server name to TLS sockets only, not to its WebSocket client
@@ -335,4 +333,4 @@ export type RetentionConfig = Config['retention'];
 // Pieces the collector's config (src/collector/config.ts) shares with the daemon's, so that one
 // rule is written once: the MQTT connection, credential and TLS keys, and the value parsers.
 export const mqttSchema = configSchema.shape.mqtt.unwrap();
-export { duration, size, int, hideUserinfo };
+export { duration, size, int };

@@ -4,6 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import { ConfigError, type ConfigProblem } from './load.js';
 import type { Config } from './schema.js';
 import { FileTooLargeError, readFileCapped } from '../util/read-capped.js';
+import { usesTls } from '../util/url.js';
 
 /** What the MQTT link gets besides the config: credentials and TLS material, read at start. */
 export interface LinkSecrets {
@@ -22,10 +23,6 @@ const CERT_EXPIRY_WARNING_MS = 14 * 86_400_000;
 /** a password file holds one line; a CA bundle a few hundred KB at most */
 const PASSWORD_MAX_BYTES = 64 * 1024;
 const PEM_MAX_BYTES = 4 * 1024 * 1024;
-
-export function usesTls(url: string): boolean {
-  return /^(mqtts|wss|ssl):/.test(url);
-}
 
 /**
  * Reads the password (from mqtt.passwordFile or the variable named by mqtt.passwordEnv) and the

@@ -49,9 +49,9 @@ export function parseRequest(line: string): { cmd: ControlCommand; args: unknown
   return { cmd: cmd as ControlCommand, args: parsed.data };
 }
 
-/** Where the control socket of a database lives unless configured. */
-export function defaultSocketPath(databasePath: string): string {
-  return `${databasePath}.sock`;
+/** Where the daemon of this config listens: control.socketPath, or beside its database. */
+export function socketPathOf(config: { control: { socketPath?: string }; database: { path: string } }): string {
+  return config.control.socketPath ?? `${config.database.path}.sock`;
 }
 
 // sockaddr_un.sun_path holds 108 bytes including the terminating NUL

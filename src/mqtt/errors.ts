@@ -28,3 +28,15 @@ export class PublishUnknownError extends Error {
     this.name = 'PublishUnknownError';
   }
 }
+
+/** Sorts a publish error into "the broker refused it" and "nobody knows". */
+export function classifyPublishError(err: Error & { code?: number | string }, stillConnected: boolean): Error {
+  if (typeof err.code === 'number' && err.code >= 0x80) {
+    return new PublishRejectedError(`broker refused the publish: ${err.message} (reason code 0x${err.code.toString(16)})`, err.code);
+  }
+  if (!stillConnected || /clos|disconnect|offline|connection|ECONN|EPIPE|ETIMEDOUT/i.test(err.message)) {
+    return new PublishUnknownError(`publish interrupted: ${err.message}`, 'connection-lost');
+  }
+  // the client itself refused to send it (e.g. larger than the broker's Maximum Packet Size)
+  return new PublishRejectedError(`publish refused: ${err.message}`, typeof err.code === 'number' ? err.code : undefined);
+}

@@ -1,9 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { connect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import type { Logger } from '../util/logger.js';
-import { Backoff } from './backoff.js';
-import { PublishRejectedError, PublishUnknownError } from './errors.js';
+import { Backoff } from '../util/backoff.js';
+import { classifyPublishError, PublishUnknownError } from './errors.js';
 import { closedBeforeConnack, describeConnectError } from './connect-errors.js';
+import { FallingRate } from '../util/log-throttle.js';
+import { redactUrl } from '../util/url.js';
 
 export interface LinkOptions {
   url: string;
@@ -49,7 +51,7 @@ interface Pending {
   send?: () => void;
 }
 
-type LinkEvents = {
+export type LinkEvents = {
   connect: [LinkLimits];
   disconnect: [{ reason: string }];
   connectFailed: [{ reason: string; attempts: number; first: boolean }];
@@ -64,13 +66,9 @@ const STABLE_CONNECTION_MS = 10_000;
  * One MQTT connection to the broker, kept up with backoff, that publishes QoS 1 messages and
  * tells the caller how each ended: resolved on PUBACK, PublishRejectedError on a refusal,
  * PublishUnknownError when nobody can know. It knows nothing of readings.
- *
- * Why a fresh mqtt.js client per connection (reconnectPeriod 0, end(true) on any drop):
- * mqtt.js keeps in-flight QoS 1 messages in an in-memory store and resends them after a
- * reconnect, one at a time, without the DUP flag. Our rows are still pending in SQLite and the
- * sync loop sends them again in new batches, so letting mqtt.js resend as well would double the
- * duplicates after every drop (and its copies die with the process anyway). Dropping the client
- * discards that store; every in-flight publish is settled here as "unknown" exactly once.
+ * A fresh mqtt.js client per connection: mqtt.js would resend its in-flight messages after a
+ * reconnect, doubling the duplicates of rows the sync loop sends again anyway (they are still
+ * pending); dropping the client settles each of them here as "unknown", exactly once.
  */
 export class MqttLink extends EventEmitter<LinkEvents> {
   private client?: MqttClient;
@@ -85,13 +83,13 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   private connectGuard?: NodeJS.Timeout;
   private _state: LinkState = 'idle';
   private _limits?: LinkLimits;
-  lastError?: string;
+  private error?: string;
   private attemptError?: string;
   private outageStart?: number;
   private outageAttempts = 0;
-  private nextOutageReport = 0;
-  private outageReportEveryMs = 60_000;
-  connectedSince?: number;
+  /** an outage is reported 1, 2, 4 … 60 minutes apart, never once per attempt */
+  private readonly outageReports = new FallingRate(60_000, 3_600_000);
+  private connectedSince?: number;
   /** the reason code of the broker's DISCONNECT on the current connection (MQTT 5) */
   private disconnectCode?: number;
 
@@ -114,6 +112,11 @@ export class MqttLink extends EventEmitter<LinkEvents> {
 
   get limits(): LinkLimits | undefined {
     return this._limits;
+  }
+
+  /** What went wrong with the last connection or attempt (cleared at each connect). */
+  get lastError(): string | undefined {
+    return this.error;
   }
 
   get inFlight(): number {
@@ -211,8 +214,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       username: o.username,
       password: o.password,
       resubscribe: false,
-      // mqtt-packet's number cache is 65,536 two-byte Buffers made at the first packet: 6.3 MB of
-      // heap, a tenth of the daemon's idle memory, to save allocating two bytes per packet
+      // mqtt-packet's cache of every packet id is a large share of the idle heap (docs/benchmarks.md)
       writeCache: false,
     };
     if (o.protocolVersion === 5) {
@@ -237,8 +239,8 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     // mqtt.js has its own connect timeout; this guard also covers a TLS handshake that hangs
     this.connectGuard = setTimeout(() => {
       if (this.client === client && this._state === 'connecting') {
-        this.lastError = `no CONNACK within ${o.connectTimeoutMs} ms`;
-        this.teardown(this.lastError);
+        this.error = `no CONNACK within ${o.connectTimeoutMs} ms`;
+        this.teardown(this.error);
       }
     }, o.connectTimeoutMs + 1000);
 
@@ -258,8 +260,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       this.log.info({ url: redactUrl(o.url), ...this._limits, downMs, attempts: this.outageAttempts || undefined }, 'connected to broker');
       this.outageStart = undefined;
       this.outageAttempts = 0;
-      this.outageReportEveryMs = 60_000;
-      this.lastError = undefined;
+      this.error = undefined;
       this.emit('connect', this._limits);
     });
     client.on('error', (err: Error & { code?: number | string }) => {
@@ -267,19 +268,19 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       // the first error of an attempt is the cause; the rest (a TLS failure comes twice, then
       // ECONNRESET) would hide it
       if (this._state === 'connecting') this.attemptError ??= describeConnectError(err, o.protocolVersion);
-      this.lastError = this._state === 'connecting' ? this.attemptError : describeError(err);
+      this.error = this._state === 'connecting' ? this.attemptError : describeError(err);
     });
     client.on('disconnect', (packet) => {
       if (this.client !== client) return;
       this.disconnectCode = packet.reasonCode;
       // MQTT 5: the broker tells why it is closing the connection
-      this.lastError = `broker sent DISCONNECT, reason code ${packet.reasonCode ?? 0}${packet.properties?.reasonString ? ` (${packet.properties.reasonString})` : ''}`;
+      this.error = `broker sent DISCONNECT, reason code ${packet.reasonCode ?? 0}${packet.properties?.reasonString ? ` (${packet.properties.reasonString})` : ''}`;
     });
     client.on('close', () => {
       if (this.client !== client) return;
       // while connecting, only this attempt's error counts: lastError may be an older attempt's
       if (this._state === 'connecting') this.teardown(this.attemptError ?? closedBeforeConnack(o.protocolVersion));
-      else this.teardown(this.lastError ?? 'connection closed', true);
+      else this.teardown(this.error ?? 'connection closed', true);
     });
   }
 
@@ -309,10 +310,10 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     if (this._state === 'stopped' || this._state === 'paused') return;
     if (wasConnected) {
       const connectedForMs = this.connectedSince !== undefined ? t - this.connectedSince : 0;
-      this.lastError = reason;
+      this.error = reason;
       this.log.warn({ reason, connectedForMs }, 'disconnected from broker');
       this.outageStart = t;
-      this.nextOutageReport = t + this.outageReportEveryMs;
+      this.outageReports.start(t);
       this.emit('disconnect', { reason });
       // a connection that did not last is no reason to start the backoff over: a broker that
       // drops us right after each CONNACK would otherwise get a connection a second
@@ -324,18 +325,15 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   }
 
   private onConnectFailed(reason: string): void {
-    this.lastError = reason;
+    this.error = reason;
     this.outageAttempts++;
     const t = this.now();
     if (this.outageStart === undefined) {
       this.outageStart = t;
-      this.nextOutageReport = t + this.outageReportEveryMs;
+      this.outageReports.start(t);
       this.log.warn({ url: redactUrl(this.opts.url), error: reason }, 'cannot reach broker; readings stay buffered, retrying with backoff');
-    } else if (t >= this.nextOutageReport) {
-      // an outage is reported at a falling rate (1, 2, 4 ... 60 min apart), never once per attempt
+    } else if (this.outageReports.due(t)) {
       this.log.warn({ error: reason, attempts: this.outageAttempts, downMs: t - this.outageStart }, 'broker still unreachable');
-      this.outageReportEveryMs = Math.min(this.outageReportEveryMs * 2, 3_600_000);
-      this.nextOutageReport = t + this.outageReportEveryMs;
     } else {
       this.log.debug({ error: reason, attempts: this.outageAttempts }, 'connect attempt failed');
     }
@@ -404,23 +402,6 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   }
 }
 
-/** Sorts a publish error into "the broker refused it" and "nobody knows". */
-function classifyPublishError(err: Error & { code?: number | string }, stillConnected: boolean): Error {
-  if (typeof err.code === 'number' && err.code >= 0x80) {
-    return new PublishRejectedError(`broker refused the publish: ${err.message} (reason code 0x${err.code.toString(16)})`, err.code);
-  }
-  if (!stillConnected || /clos|disconnect|offline|connection|ECONN|EPIPE|ETIMEDOUT/i.test(err.message)) {
-    return new PublishUnknownError(`publish interrupted: ${err.message}`, 'connection-lost');
-  }
-  // the client itself refused to send it (e.g. larger than the broker's Maximum Packet Size)
-  return new PublishRejectedError(`publish refused: ${err.message}`, typeof err.code === 'number' ? err.code : undefined);
-}
-
 function describeError(err: Error & { code?: number | string }): string {
   return typeof err.code === 'number' ? `${err.message} (code ${err.code})` : err.code ? `${err.code}: ${err.message}` : err.message;
-}
-
-/** Strips user:password@ from a URL before it is logged. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/[^/@]*@/, '//***@');
 }

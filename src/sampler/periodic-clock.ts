@@ -21,13 +21,10 @@ export interface PeriodicEntry {
 const LATE_TOLERANCE_MS = 1000;
 
 /**
- * One timer for every sensor on a seconds-period schedule: it wakes at the next whole second
- * at which any of them is due and fires all due sensors in the same event-loop turn (so their
- * readings share one transaction). Why not node-cron for these: a node-cron 4 run costs about
- * 0.6 ms of CPU (its next-match search formats dates through Intl, which also maps ICU data into
- * memory), which at 10 sensors per second was most of the daemon's CPU (see README "Benchmarks").
- * Whole seconds in UTC are whole seconds in local time (UTC offsets are whole minutes), so the
- * ticks fall where node-cron would put them.
+ * One timer for every sensor on a seconds-period schedule: it wakes at the next whole second at
+ * which any of them is due and fires all due sensors in the same turn (one transaction). Not
+ * node-cron for these: its runs cost far more CPU (docs/benchmarks.md, "node-cron"). Whole seconds
+ * in UTC are whole seconds in local time, so the ticks fall where node-cron would put them.
  */
 export class PeriodicClock<E extends PeriodicEntry = PeriodicEntry> {
   private timer?: NodeJS.Timeout;

@@ -3,11 +3,15 @@ import type { Logger } from '../util/logger.js';
 import type { Sensor } from '../sensors/index.js';
 import { FLAG_CLOCK_SUSPECT, type NewReading, type Tick } from '../sensors/reading.js';
 import { PeriodicClock, periodicSeconds, type PeriodicEntry } from './periodic-clock.js';
+import { firstThenEvery, Repeating } from '../util/log-throttle.js';
 
-/** Where the sampler puts readings: the store's append. */
+/** Where the sampler puts readings: the store's append (through the storage keeper, which may refuse them). */
 export interface ReadingSink {
   appendTicks(ticks: readonly Tick[]): unknown;
 }
+
+/** A sensor that keeps failing (a loose wire): a warning at the first failure, at a new kind of failure and every 100th. */
+const SENSOR_FAILURES = firstThenEvery(100);
 
 export interface ScheduledSensor {
   sensor: Sensor;
@@ -42,11 +46,10 @@ export interface SamplerStats {
 }
 
 /**
- * Runs each sensor on its node-cron schedule (seconds allowed, no overlapping runs) and
- * writes what it reads at once. Schedules of every N seconds run on one shared clock instead of
- * node-cron (same ticks, a fraction of the CPU; see PeriodicClock). Readings of sensors that finish in the same event-loop turn
- * share one transaction (one fsync). A failing sensor is logged and counted; it never stops
- * the others. A failing write is logged and counted as lost; sampling goes on.
+ * Runs each sensor on its schedule (every-N-seconds ones on one shared PeriodicClock, the rest on
+ * node-cron; no overlapping runs) and writes what it reads at once. Readings of sensors that finish
+ * in the same event-loop turn share one transaction (one fsync). A failing sensor is logged and
+ * counted; it never stops the others. A failing write is logged and counted as lost; sampling goes on.
  */
 export class Sampler {
   private readonly tasks: ScheduledTask[] = [];
@@ -58,12 +61,8 @@ export class Sampler {
   private flushScheduled = false;
   private stopped = false;
   readonly stats: SamplerStats = { sensors: {}, written: 0, lost: 0 };
-  /** called after each successful write with the number of readings (the sync loop listens) */
-  onWritten: (count: number) => void = () => {};
-  /** called with the number of readings a failed write lost */
-  onLost: (count: number, err: Error) => void = () => {};
-  /** false while storage is full under the stop-sampling policy: readings are counted, not stored */
-  accepting: () => boolean = () => true;
+  /** failed writes: one error line when the trouble starts, then one per 1000 lost readings */
+  private readonly writeTrouble = new Repeating(firstThenEvery(1000));
 
   constructor(
     private readonly sensors: readonly ScheduledSensor[],
@@ -136,7 +135,7 @@ export class Sampler {
         if (!isThenable(out)) this.busy.delete(sensor.name);
       }
       // only an asynchronous read can hang while the loop goes on: only it gets a timer (a timer
-      // and three promises per tick were a third of the write path's overhead in the ingest bench)
+      // per tick was a large part of the write path's cost: see docs/benchmarks.md)
       readings = isThenable(out)
         ? await withTimeout(
             Promise.resolve(out).finally(() => this.busy.delete(sensor.name)),
@@ -148,9 +147,7 @@ export class Sampler {
       st.errors++;
       st.failing++;
       const message = (err as Error).message;
-      // a sensor that keeps failing (a loose wire) must not flood the journal: the first failure,
-      // a new kind of failure, then every 100th are warnings; the rest are debug lines
-      if (st.failing === 1 || message !== st.lastError || st.failing % 100 === 0) {
+      if (message !== st.lastError || SENSOR_FAILURES(st.failing)) {
         this.log.warn({ sensor: sensor.name, err, failing: st.failing, errors: st.errors }, 'sensor read failed');
       } else {
         this.log.debug({ sensor: sensor.name, error: message, failing: st.failing }, 'sensor read failed again');
@@ -184,24 +181,19 @@ export class Sampler {
     let count = 0;
     for (const t of ticks) count += t.readings.length;
     try {
-      if (!this.accepting()) throw Object.assign(new Error('storage full (stop-sampling policy): reading not stored'), { code: 'STORAGE_FULL' });
       this.sink.appendTicks(ticks);
       this.stats.written += count;
-      if (this.stats.lastWriteError) {
+      if (this.writeTrouble.ended() > 0) {
         this.log.info({ lost: this.stats.lost }, 'writing readings works again');
         this.stats.lastWriteError = undefined;
       }
-      this.onWritten(count);
     } catch (err) {
       this.stats.lost += count;
       const e = err as Error & { code?: string };
-      const first = this.stats.lastWriteError === undefined;
       this.stats.lastWriteError = e.code ?? e.message;
-      // one error line when the trouble starts, then at most one per 1000 lost readings
-      if (first || this.stats.lost % 1000 < count) {
+      if (this.writeTrouble.occurred(undefined, count)) {
         this.log.error({ err: e, code: e.code, lostNow: count, lostTotal: this.stats.lost }, 'cannot store readings; they are lost');
       }
-      this.onLost(count, e);
     }
   }
 

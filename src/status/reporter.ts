@@ -1,24 +1,6 @@
 import type { Logger } from '../util/logger.js';
 import type { LinkLimits } from '../mqtt/link.js';
-
-/** The retained status message on {topicPrefix}/{deviceId}/status: the public contract. */
-export interface StatusPayload {
-  device: string;
-  state: 'online' | 'offline';
-  /** why offline: 'connection lost' (the last will), 'shutdown', 'offline by choice' */
-  reason?: string;
-  mode?: 'online' | 'offline-by-choice';
-  pending?: number;
-  oldestPendingAgeMs?: number | null;
-  parked?: number;
-  syncedTotal?: number;
-  lostTotal?: number;
-  lastAckAt?: string | null;
-  dbBytes?: number;
-  uptimeS?: number;
-  version?: string;
-  ts: string;
-}
+import type { StatusPayload } from './device-status.js';
 
 export interface StatusPublisher {
   readonly connected: boolean;
@@ -32,7 +14,6 @@ export class StatusReporter {
   private stopped = false;
   /** after a goodbye: no periodic or on-connect status until resume() (it would say "online" after it) */
   private quiet = false;
-  published = 0;
 
   constructor(
     private readonly link: StatusPublisher,
@@ -63,7 +44,6 @@ export class StatusReporter {
     }
     try {
       await this.link.publish(this.opts.topic, payload, { retain: true }, this.opts.timeoutMs);
-      this.published++;
       return true;
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'status publish failed');

@@ -27,10 +27,8 @@ export class StoreOpenError extends Error {
 }
 
 /**
- * Page cache per connection, in KiB (negative: SQLite's unit convention). better-sqlite3 builds
- * SQLite with 16 MB; appends at the end and oldest-first reads through an index need far less,
- * and the 16 MB showed up whole in the peak memory of a backlog drain (see README "Benchmarks").
- * 2 MB is SQLite's own default.
+ * Page cache per connection, in KiB (negative: SQLite's unit convention): SQLite's own default of
+ * 2 MB. better-sqlite3's larger default showed whole in a drain's peak memory (docs/benchmarks.md).
  */
 export const PAGE_CACHE_KIB = -2000;
 
@@ -40,6 +38,17 @@ export interface OpenOptions {
   /** create the file (and its folder) when missing; read-only commands pass false */
   create?: boolean;
   readonly?: boolean;
+}
+
+/** SQLite's word that a file is damaged (or not a database at all), as opposed to busy, full or missing. */
+export function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB';
+}
+
+/** Opening found a damaged file: the caller moves it aside or reports it. */
+export function corruptError(path: string, err: unknown): StoreOpenError {
+  return new StoreOpenError('corrupt', path, `database ${path} is damaged: ${(err as Error).message}`, { cause: err });
 }
 
 function cannotOpen(path: string, err: unknown): StoreOpenError {
@@ -124,11 +133,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): SqliteDb {
   } catch (err) {
     db.close();
     if (err instanceof StoreOpenError) throw err;
-    const code = (err as { code?: string }).code;
-    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
-      throw new StoreOpenError('corrupt', path, `database ${path} is damaged: ${(err as Error).message}`, { cause: err });
-    }
-    throw cannotOpen(path, err);
+    throw isCorruption(err) ? corruptError(path, err) : cannotOpen(path, err);
   }
 }
 

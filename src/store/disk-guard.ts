@@ -2,6 +2,7 @@ import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../util/logger.js';
 import type { Store } from './store.js';
+import { giveBackPages, pageStats, truncateWal } from './space.js';
 
 export interface DiskGuardOptions {
   /** the database (file + WAL) must stay under this; 0: no cap */
@@ -54,7 +55,7 @@ export class DiskGuard {
       return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
     },
   ) {
-    this.pageSize = store.pageStats().pageSize;
+    this.pageSize = pageStats(store.db).pageSize;
     this.deleteSyncedChunk = store.db.prepare(
       `DELETE FROM transactions WHERE rowid IN (
          SELECT rowid FROM transactions WHERE synced = 1 AND rowid < (SELECT max(rowid) FROM transactions) ORDER BY rowid LIMIT ?)`,
@@ -153,7 +154,7 @@ export class DiskGuard {
     const deadline = performance.now() + (this.opts.sliceMs ?? 50);
     // free pages inside the file (freed by deletes, not given back yet) count as room already:
     // without this, a call that follows one whose give-back was cut short would delete again
-    const freed = () => this.store.pageStats().freePages * this.pageSize;
+    const freed = () => pageStats(this.store.db).freePages * this.pageSize;
     // at least one chunk per call, more while the slice lasts
     const inTime = () => performance.now() < deadline;
     // a delete needs WAL room for the pages it changes: chunks of at most a twentieth of the cap,
@@ -218,7 +219,7 @@ export class DiskGuard {
 
   private bytesPerRow(): number {
     const rows = Math.max(1, this.store.stats().lastSeq - this.store.minSeq() + 1);
-    return Math.max(50, this.store.pageStats().usedBytes / rows);
+    return Math.max(50, pageStats(this.store.db).usedBytes / rows);
   }
 
   /**
@@ -226,13 +227,8 @@ export class DiskGuard {
    * and the WAL truncated, so the file really shrinks. Returns the pages given back.
    */
   private giveBack(): number {
-    const free = this.store.db.pragma('freelist_count', { simple: true }) as number;
-    if (free > 0) this.store.db.pragma(`incremental_vacuum(${Math.min(free, GIVE_BACK_PAGES)})`);
-    try {
-      this.store.db.pragma('wal_checkpoint(TRUNCATE)');
-    } catch {
-      /* a reader holds the WAL: it is truncated at a later check */
-    }
-    return free - (this.store.db.pragma('freelist_count', { simple: true }) as number);
+    const pages = giveBackPages(this.store.db, GIVE_BACK_PAGES);
+    truncateWal(this.store.db); // a reader holding the WAL: truncated at a later check
+    return pages;
   }
 }

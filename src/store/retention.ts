@@ -1,5 +1,6 @@
 import type { Logger } from '../util/logger.js';
 import type { Store } from './store.js';
+import { giveBackPages } from './space.js';
 
 export interface RetentionOptions {
   /** synced rows older than this (by sync time) are deleted */
@@ -81,10 +82,6 @@ export class Retention {
 
   /** Returns up to vacuumPages free pages to the file system. */
   vacuum(): number {
-    const free = this.store.db.pragma('freelist_count', { simple: true }) as number;
-    if (free === 0) return 0;
-    const pages = Math.min(free, this.opts.vacuumPages ?? 2048);
-    this.store.db.pragma(`incremental_vacuum(${pages})`);
-    return pages;
+    return giveBackPages(this.store.db, this.opts.vacuumPages ?? 2048);
   }
 }

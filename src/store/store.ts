@@ -1,8 +1,9 @@
 import { statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { uuidv7 } from '../util/uuidv7.js';
-import { openDatabase, StoreOpenError, type OpenOptions, type SqliteDb } from './database.js';
+import { corruptError, isCorruption, openDatabase, type OpenOptions, type SqliteDb } from './database.js';
 import type { NewReading, Tick } from '../sensors/reading.js';
+import { prepareStatements } from './statements.js';
 
 /** A stored reading that has not been acknowledged yet, as the sync loop sees it. */
 export interface PendingRow {
@@ -38,15 +39,13 @@ export interface SyncLogEntry {
   details: unknown;
 }
 
-const PENDING = 'synced = 0 AND parked_at IS NULL';
-
 /**
  * The durable buffer. The sync loop sees only this interface: append, take the oldest pending,
  * settle what was taken (synced / failed attempt), stats. It knows nothing of MQTT.
  */
 export class Store {
   readonly db: SqliteDb;
-  private readonly stmts: ReturnType<Store['prepare']>;
+  private readonly stmts: ReturnType<typeof prepareStatements>;
   private readonly appendTx: Database.Transaction<(ticks: readonly Tick[]) => AppendResult>;
 
   /** seq never goes below this: set when a damaged database was replaced, so seq stays monotonic */
@@ -58,15 +57,11 @@ export class Store {
   ) {
     this.db = openDatabase(path, opts);
     try {
-      this.stmts = this.prepare();
+      this.stmts = prepareStatements(this.db);
       this.seqFloor = Number(this.getConfig('seq_floor') ?? 0);
     } catch (err) {
       this.db.close();
-      const code = (err as { code?: string }).code;
-      if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') {
-        throw new StoreOpenError('corrupt', path, `database ${path} is damaged: ${(err as Error).message}`, { cause: err });
-      }
-      throw err;
+      throw isCorruption(err) ? corruptError(path, err) : err;
     }
     this.appendTx = this.db.transaction((ticks: readonly Tick[]) => {
       const s = this.stmts;
@@ -95,69 +90,6 @@ export class Store {
     const floor = Number((this.stmts.getConfig.get('seq_floor') as { value: string | null } | undefined)?.value ?? 0);
     this.seqFloor = Math.max(this.seqFloor, floor);
     return Math.max((this.stmts.maxSeq.get() as { m: number | null }).m ?? 0, this.seqFloor) + 1;
-  }
-
-  private prepare() {
-    const db = this.db;
-    return {
-      maxSeq: db.prepare('SELECT max(rowid) AS m FROM transactions'),
-      insert: db.prepare(
-        `INSERT INTO transactions (rowid, id, timestamp, amount, description, sensor, unit, seq, flags)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      takePending: db.prepare(
-        `SELECT id, seq, timestamp AS ts, sensor, amount AS value, unit, description, flags
-         FROM transactions WHERE ${PENDING} AND seq > ? ORDER BY seq LIMIT ?`,
-      ),
-      // one statement per batch, the seqs as a JSON array: 500 calls into SQLite per batch were a
-      // sixth of the backlog drain's profile
-      markSynced: db.prepare(`UPDATE transactions SET synced = 1, sync_timestamp = ? WHERE rowid IN (SELECT value FROM json_each(?)) AND synced = 0`),
-      attemptUnknown: db.prepare(`UPDATE transactions SET retry_count = retry_count + 1 WHERE rowid = ? AND ${PENDING}`),
-      attemptRejected: db.prepare(
-        `UPDATE transactions SET retry_count = retry_count + 1, reject_count = reject_count + 1,
-           parked_at = CASE WHEN reject_count + 1 >= ? THEN ? ELSE NULL END,
-           park_reason = CASE WHEN reject_count + 1 >= ? THEN ? ELSE NULL END
-         WHERE rowid = ? AND ${PENDING} RETURNING parked_at IS NOT NULL AS parked`,
-      ),
-      park: db.prepare(`UPDATE transactions SET retry_count = retry_count + 1, reject_count = reject_count + 1, parked_at = ?, park_reason = ? WHERE rowid = ? AND ${PENDING}`),
-      requeueAll: db.prepare(`UPDATE transactions SET parked_at = NULL, park_reason = NULL, reject_count = 0 WHERE parked_at IS NOT NULL AND synced = 0`),
-      requeueId: db.prepare(`UPDATE transactions SET parked_at = NULL, park_reason = NULL, reject_count = 0 WHERE id = ? AND parked_at IS NOT NULL AND synced = 0`),
-      parkedByReason: db.prepare(
-        `SELECT coalesce(park_reason, 'refused by the broker') AS reason, count(*) AS rows, min(seq) AS firstSeq, max(seq) AS lastSeq
-         FROM transactions WHERE parked_at IS NOT NULL GROUP BY 1 ORDER BY 3`,
-      ),
-      parkedRows: db.prepare(
-        `SELECT id, seq, timestamp AS ts, sensor, length(description) AS descriptionChars, parked_at AS parkedAt, coalesce(park_reason, 'refused by the broker') AS reason
-         FROM transactions WHERE parked_at IS NOT NULL ORDER BY seq LIMIT ?`,
-      ),
-      countPending: db.prepare(`SELECT count(*) AS n FROM transactions WHERE ${PENDING}`),
-      countParked: db.prepare(`SELECT count(*) AS n FROM transactions WHERE parked_at IS NOT NULL`),
-      oldestPending: db.prepare(`SELECT timestamp FROM transactions WHERE ${PENDING} ORDER BY seq LIMIT 1`),
-      getConfig: db.prepare('SELECT value FROM config WHERE key = ?'),
-      setConfig: db.prepare(
-        `INSERT INTO config (key, value, last_updated) VALUES (?, ?, ?)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value, last_updated = excluded.last_updated`,
-      ),
-      addConfigInt: db.prepare(
-        // CAST on the way in too: a JS number is bound as REAL, and a first insert stored '7.0'
-        `INSERT INTO config (key, value, last_updated) VALUES (?, CAST(? AS INTEGER), ?)
-         ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER), last_updated = excluded.last_updated`,
-      ),
-      logEvent: db.prepare('INSERT INTO sync_log (timestamp, event_type, details) VALUES (?, ?, ?)'),
-      recentLog: db.prepare('SELECT id, timestamp, event_type, details FROM sync_log WHERE id > ? ORDER BY id DESC LIMIT ?'),
-      pruneLog: db.prepare('DELETE FROM sync_log WHERE id <= (SELECT max(id) FROM sync_log) - ?'),
-      retryStats: db.prepare(`SELECT count(*) AS rows, coalesce(max(retry_count), 0) AS maxRetry FROM transactions WHERE ${PENDING} AND retry_count > 0`),
-      unannounced: db.prepare('SELECT id, timestamp, from_seq AS fromSeq, to_seq AS toSeq, count, reason FROM dropped WHERE announced_at IS NULL ORDER BY id LIMIT ?'),
-      announce: db.prepare('UPDATE dropped SET announced_at = ? WHERE id = ?'),
-      insertDrop: db.prepare('INSERT INTO dropped (timestamp, from_seq, to_seq, count, reason) VALUES (?, ?, ?, ?, ?)'),
-      lastUnannounced: db.prepare('SELECT id, to_seq AS toSeq, reason FROM dropped WHERE announced_at IS NULL ORDER BY id DESC LIMIT 1'),
-      extendDrop: db.prepare('UPDATE dropped SET to_seq = ?, count = count + ? WHERE id = ?'),
-      oldestUnsynced: db.prepare('SELECT rowid AS r FROM transactions WHERE synced = 0 AND (rowid < ? OR rowid > ?) ORDER BY rowid LIMIT ?'),
-      deleteRow: db.prepare('DELETE FROM transactions WHERE rowid = ?'),
-      minSeq: db.prepare('SELECT min(rowid) FROM transactions').pluck(),
-      reading: db.prepare('SELECT id, seq, timestamp, sensor, amount, unit, description FROM transactions WHERE seq = ?'),
-      lastEventOf: db.prepare('SELECT id, timestamp, event_type, details FROM sync_log WHERE event_type IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1'),
-    };
   }
 
   /** Stores the readings of one sampling tick in one transaction. They are safe when this returns. */
@@ -405,17 +337,32 @@ export class Store {
     return (this.stmts.minSeq.get() as number | null) ?? 0;
   }
 
-  /** Bytes the database really uses (pages not on the free list) and the file's pages. */
-  pageStats(): { pageSize: number; pages: number; freePages: number; usedBytes: number } {
-    const pageSize = this.db.pragma('page_size', { simple: true }) as number;
-    const pages = this.db.pragma('page_count', { simple: true }) as number;
-    const freePages = this.db.pragma('freelist_count', { simple: true }) as number;
-    return { pageSize, pages, freePages, usedBytes: (pages - freePages) * pageSize };
-  }
-
   /** Keeps the newest maxRows sync_log events. */
   pruneLog(maxRows: number): number {
     return this.stmts.pruneLog.run(maxRows).changes;
+  }
+
+  /**
+   * Readings taken but never stored (the disk was full), counted with their event in one
+   * transaction: a count written without its event (or the reverse) would be counted again.
+   */
+  recordLost(count: number, error: string | null, atMs: number = Date.now()): void {
+    const at = new Date(atMs).toISOString();
+    this.db
+      .transaction(() => {
+        this.stmts.addConfigInt.run('lost_total', count, at);
+        this.stmts.logEvent.run(at, 'readings_lost', JSON.stringify({ count, error }));
+      })
+      .immediate();
+  }
+
+  /** Readings lost for good so far: never stored (`lost`) and dropped to keep the disk bounded (`dropped`). */
+  lossTotals(): { lost: number; dropped: number } {
+    return { lost: Number(this.getConfig('lost_total') ?? 0), dropped: Number(this.getConfig('dropped_total') ?? 0) };
+  }
+
+  get isOpen(): boolean {
+    return this.db.open;
   }
 
   close(): void {

@@ -29,7 +29,7 @@ export class DropAnnouncer {
 
   /**
    * Announces within delayMs, once for everything recorded meanwhile: refusals under
-   * stop-sampling come a tick at a time, and one message per tick would be chatter.
+   * stop-sampling come a tick at a time, and one message (and log line) per tick would be chatter.
    */
   announceSoon(delayMs: number): void {
     if (this.soon) return;

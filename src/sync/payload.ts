@@ -10,9 +10,8 @@ const PLAIN_KEYS = ['device', 'batch', 'readings', 'id', 'seq', 'ts', 'sensor', 
  * carries "clock":"unsynced" (its ts is not trustworthy, its seq still is).
  */
 export function encodeReadings(device: string, batch: string, rows: readonly PendingRow[]): string {
-  // The usual batch has neither descriptions nor flags: its rows are serialised as they came
-  // from the store, the key list picking the payload's fields in order, inside JSON.stringify
-  // (no object per reading; the backlog drain's profile showed that loop).
+  // The usual batch has neither descriptions nor flags: its rows go to JSON.stringify as they came
+  // from the store, a key list picking the payload's fields (no object per reading: docs/benchmarks.md, "Drain").
   let plain = true;
   for (let i = 0; i < rows.length && plain; i++) plain = rows[i].description === null && (rows[i].flags & FLAG_CLOCK_SUSPECT) === 0;
   if (plain) return JSON.stringify({ device, batch, readings: rows }, PLAIN_KEYS);
@@ -27,17 +26,8 @@ export function encodeReadings(device: string, batch: string, rows: readonly Pen
   return JSON.stringify({ device, batch, readings });
 }
 
-/** A reading as it arrives at a consumer. */
-export interface WireReading {
-  id: string;
-  seq: number;
-  ts: string;
-  sensor: string;
-  value: number | null;
-  unit: string | null;
-  description?: string;
-  clock?: 'unsynced';
-}
+/** A reading as it arrives at a consumer: the stored row's fields, a description only when there is one, the clock flag as a word. */
+export type WireReading = Pick<PendingRow, 'id' | 'seq' | 'ts' | 'sensor' | 'value' | 'unit'> & { description?: string; clock?: 'unsynced' };
 
 export interface WireBatch {
   device: string;

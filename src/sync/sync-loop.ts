@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import type { Logger } from '../util/logger.js';
 import type { PendingRow } from '../store/store.js';
-import { Backoff } from '../mqtt/backoff.js';
-import { PublishRejectedError, PublishUnknownError } from '../mqtt/errors.js';
+import { Backoff } from '../util/backoff.js';
+import { firstOnly, Repeating } from '../util/log-throttle.js';
 import type { LinkLimits } from '../mqtt/link.js';
-import { gzipSync } from 'node:zlib';
 import { encodeReadings } from './payload.js';
+import { PacketBudget } from './packet-budget.js';
+import { FailedBatches, noteError, type Batch } from './failed-batches.js';
 
 /** What the sync loop needs from the store: a transaction-like buffer (Telegraf's BeginTransaction/EndTransaction). */
 export interface SyncStore {
@@ -64,21 +66,6 @@ export interface SyncReport {
   rateLimited?: boolean;
 }
 
-interface Batch {
-  id: string;
-  seqs: number[];
-  firstSeq: number;
-  lastSeq: number;
-  bytes: number;
-  startedAt: number;
-}
-
-// Room for the fixed header, topic, packet id and properties when fitting a batch under the
-// broker's Maximum Packet Size.
-const PACKET_OVERHEAD = 64;
-/** a reading alone that the broker answers by closing the connection this often is parked */
-const CLOSE_REFUSALS_TO_PARK = 3;
-
 /**
  * Moves pending rows to the broker. Each batch ends in exactly one outcome:
  *  - acked: PUBACK with a success code; rows marked synced (never earlier);
@@ -100,23 +87,15 @@ export class SyncLoop {
   private acked: Array<{ batch: Batch; atMs: number }> = [];
   /** after a refusal or a timeout, one batch at a time until something is acknowledged again */
   private probing = false;
-  /** rows per batch that fit under the broker's Maximum Packet Size, once a split was needed */
-  private fitRows = Infinity;
-  /**
-   * A size limit learnt from a broker that does not announce one (MQTT 3.1.1): payload bytes it
-   * took (the largest acknowledged) and the bound below which the message it closed the
-   * connection on would have had to be (halved on each such close).
-   */
-  private largestAckedBytes = 0;
-  private learntBudget = Infinity;
+  private readonly budget = new PacketBudget();
+  private readonly failed: FailedBatches;
   private ackFlushScheduled = false;
   /** acknowledgements that could not be recorded are retried after this time */
   private ackRetryAt = 0;
-  private ackFailures = 0;
+  /** failures to record acknowledgements: an error line when they start, one when they end */
+  private readonly ackTrouble = new Repeating(firstOnly);
   private idleWaiters: Array<() => void> = [];
   readonly stats: SyncStats = { ackedBatches: 0, ackedRows: 0, rejectedBatches: 0, unknownBatches: 0, parkedRows: 0, inFlightBatches: 0, window: 0 };
-  /** called when a batch is settled (for tests and the status reporter) */
-  onSettled: (outcome: 'acked' | 'rejected' | 'unknown', rows: number) => void = () => {};
 
   constructor(
     private readonly store: SyncStore,
@@ -126,13 +105,14 @@ export class SyncLoop {
     private readonly now: () => number = Date.now,
   ) {
     this.backoff = new Backoff(opts.retry.initialDelayMs, opts.retry.maxDelayMs);
+    this.failed = new FailedBatches(store, this.stats, this.budget, { maxAttempts: opts.retry.maxAttempts, publishTimeoutMs: opts.publishTimeoutMs }, log, now);
   }
 
   start(): void {
     this.running = true;
     this.link.on('connect', () => {
       this.needsRewind = true;
-      this.fitRows = Infinity; // another broker (or another limit) after a reconnect
+      this.budget.reset();
       this.pump();
     });
     this.pump();
@@ -155,7 +135,7 @@ export class SyncLoop {
   }
 
   /** Fills the in-flight window with the oldest pending rows. Synchronous and re-entrant-safe. */
-  pump(): void {
+  private pump(): void {
     clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
     this.flushAcks();
@@ -179,7 +159,7 @@ export class SyncLoop {
     const window = this.window();
     this.stats.window = window;
     while (this.inFlight.size < window) {
-      const rows = this.store.takePending(Math.min(this.opts.batchSize, this.fitRows), this.cursor);
+      const rows = this.store.takePending(this.budget.rowsFor(this.opts.batchSize), this.cursor);
       if (rows.length === 0) break;
       const sent = this.dispatchRows(rows);
       this.cursor = rows[sent - 1].seq;
@@ -201,40 +181,25 @@ export class SyncLoop {
   }
 
   /**
-   * New rows were just written. If the next idle look is due soon anyway (within a tenth of
-   * sync.intervalMs), look now: with a tick every second and the default interval of a second,
-   * the round rides on the write's wake-up instead of a timer of its own a moment later (one
-   * wake-up a second less on a Pi). A longer interval (fewer rounds, fewer SD-card writes) is kept.
+   * New rows were just written. If the next idle look is due within a tenth of sync.intervalMs
+   * anyway, look now: the round rides on the write's wake-up instead of a timer of its own a moment
+   * later (one wake-up less per tick on a Pi). A longer interval (fewer rounds, fewer writes) is kept.
    */
   nudge(): void {
     if (this.wakeTimer !== undefined && this.wakeDueAt - this.now() <= this.opts.intervalMs / 10) this.pump();
   }
 
-  /**
-   * Publishes the longest prefix of rows whose message fits under the broker's Maximum Packet
-   * Size (all of them, usually) as one batch; returns how many rows it took. The rest stays for
-   * the next batch, so splitting never pushes the window past its limit.
-   */
+  /** Publishes the longest prefix of rows that fits the broker's limits as one batch; returns how many rows it took. */
   private dispatchRows(all: PendingRow[]): number {
-    let rows = all;
-    let { id, payload } = this.encode(rows);
-    const max = this.link.limits?.maximumPacketSize;
-    const budget = Math.min(max !== undefined ? max - this.opts.topic.length - PACKET_OVERHEAD : Infinity, this.learntBudget);
-    if (budget !== Infinity) {
-      while (payload.length > budget && rows.length > 1) {
-        const n = Math.max(1, Math.min(rows.length - 1, Math.floor((rows.length * budget * 0.95) / payload.length)));
-        rows = rows.slice(0, n);
-        ({ id, payload } = this.encode(rows));
+    const { rows, message, tooLarge } = this.budget.fit(all, (r) => this.encode(r), this.link.limits?.maximumPacketSize, this.opts.topic.length);
+    const { id, payload } = message;
+    if (tooLarge !== undefined) {
+      if (!this.failed.parkNow([rows[0].seq], tooLarge)) {
+        // not even that could be written (disk full?): wait, as for any failed write
+        this.needsRewind = true;
+        this.delayNext();
       }
-      if (payload.length > budget) {
-        // one reading that can never fit: sending it would only make the broker drop the connection
-        const limit = max !== undefined && budget < this.learntBudget ? `the broker takes at most ${max} per packet` : `more than the ${this.learntBudget} bytes taken as its limit since it closed the connection on a larger message`;
-        this.parkNow(rows, `too large for the broker: ${payload.length} bytes alone, ${limit}`);
-        return 1;
-      }
-      // remember what fits (by the rows' average size, so that one large row does not shrink
-      // every later batch), so the next take does not read and encode rows only to cut them
-      if (rows.length < all.length) this.fitRows = Math.max(1, Math.floor((rows.length * budget) / payload.length));
+      return 1;
     }
     const seqs = new Array<number>(rows.length);
     for (let i = 0; i < rows.length; i++) seqs[i] = rows[i].seq;
@@ -282,29 +247,24 @@ export class SyncLoop {
         atMs,
       );
     } catch (err) {
-      // The broker has these rows, but we cannot write that down (disk full?). Keep the
-      // acknowledgements in memory and try again shortly; meanwhile send nothing new: those rows
-      // are still pending in the database, and sending again would only resend them (or pile up
-      // more acknowledgements we cannot record). If the process dies first, they are resent after
-      // the restart: a bounded duplicate, never a loss.
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(this.ackFailures++, 6));
-      this.ackRetryAt = this.now() + delay;
-      this.noteError(`cannot mark rows synced: ${(err as Error).message}`);
-      if (this.ackFailures === 1) {
-        this.log.error({ err, batches: acked.length }, 'cannot record acknowledged rows as synced; holding them in memory and retrying, sending nothing new meanwhile');
-      }
+      // The broker has these rows, but we cannot write that down (disk full?). Hold the
+      // acknowledgements and try again shortly, sending nothing new meanwhile: those rows are still
+      // pending, and sending would only resend them. If the process dies first, they are resent
+      // after the restart: a bounded duplicate, never a loss.
+      const first = this.ackTrouble.occurred();
+      this.ackRetryAt = this.now() + Math.min(30_000, 500 * 2 ** Math.min(this.ackTrouble.count - 1, 6));
+      noteError(this.stats, `cannot mark rows synced: ${(err as Error).message}`, this.now());
+      if (first) this.log.error({ err, batches: acked.length }, 'cannot record acknowledged rows as synced; holding them in memory and retrying, sending nothing new meanwhile');
       return;
     }
     this.acked = [];
-    if (this.ackFailures > 0) {
-      this.log.info({ attempts: this.ackFailures, batches: acked.length }, 'acknowledged rows recorded as synced again');
-      this.ackFailures = 0;
-    }
+    const attempts = this.ackTrouble.ended();
+    if (attempts > 0) this.log.info({ attempts, batches: acked.length }, 'acknowledged rows recorded as synced again');
     this.ackRetryAt = 0;
     let rows = 0;
     for (const { batch } of acked) {
       rows += batch.seqs.length;
-      this.largestAckedBytes = Math.max(this.largestAckedBytes, batch.bytes);
+      this.budget.acked(batch.bytes);
     }
     this.stats.ackedBatches += acked.length;
     this.stats.ackedRows += rows;
@@ -312,110 +272,14 @@ export class SyncLoop {
     this.backoff.reset();
     this.probing = false;
     this.log.debug({ batches: acked.length, rows }, 'batches acked');
-    for (const { batch } of acked) this.onSettled('acked', batch.seqs.length);
   }
 
   private onFailed(batch: Batch, err: Error): void {
     this.inFlight.delete(batch.id);
     this.stats.inFlightBatches = this.inFlight.size;
     this.needsRewind = true;
-    const rows = batch.seqs.length;
-    const range = { batch: batch.id, rows, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq };
-    try {
-      if (err instanceof PublishRejectedError) {
-        const parked = this.store.recordRejected(batch.seqs, this.opts.retry.maxAttempts, this.now(), `refused by the broker ${this.opts.retry.maxAttempts} times: ${err.message}`);
-        this.stats.rejectedBatches++;
-        this.stats.parkedRows += parked;
-        this.noteError(err.message);
-        this.store.logEvent('batch_rejected', { ...range, reasonCode: err.reasonCode, error: err.message });
-        if (parked > 0) {
-          this.store.logEvent('rows_parked', { ...range, parked, maxAttempts: this.opts.retry.maxAttempts });
-          this.log.error({ ...range, parked, reasonCode: err.reasonCode }, 'broker refused these rows too often; parked (kept, excluded from sync until requeued)');
-        } else {
-          this.log.warn({ ...range, reasonCode: err.reasonCode, error: err.message }, 'batch rejected by broker; will retry');
-        }
-        this.delayNext();
-        this.onSettled('rejected', rows);
-      } else if (err instanceof PublishUnknownError && err.closedAfterPublish) {
-        this.onClosedAfterPublish(batch, err, err.closedAfterPublish);
-      } else {
-        const why = err instanceof PublishUnknownError ? err.why : 'error';
-        this.store.recordUnknown(batch.seqs);
-        this.stats.unknownBatches++;
-        this.noteError(err.message);
-        if (why === 'timeout') {
-          this.store.logEvent('batch_timeout', { ...range, timeoutMs: this.opts.publishTimeoutMs });
-          this.log.warn({ ...range, timeoutMs: this.opts.publishTimeoutMs }, 'no PUBACK in time; rows stay pending and will be sent again');
-          this.delayNext();
-        } else {
-          this.log.debug({ ...range, why, error: err.message }, 'batch outcome unknown; rows stay pending');
-        }
-        this.onSettled('unknown', rows);
-      }
-    } catch (dbErr) {
-      // counting the attempt failed (disk full?); the rows are pending in any case
-      this.log.error({ err: dbErr, ...range }, 'cannot record the failed attempt');
-    }
+    if (this.failed.record(batch, err)) this.delayNext();
     if (this.inFlight.size === 0) queueMicrotask(() => this.pump());
-  }
-
-  /**
-   * The broker closed the connection right after this batch went out: how a broker refuses a
-   * packet it cannot take when it has no other way (MQTT 3.1.1; a limit not announced). Alone on
-   * the wire and larger than anything acknowledged so far, it says the message was too large: the
-   * size limit is learnt (halved each time), batches are cut under it and a reading that cannot
-   * fit alone is parked at the next take. Otherwise, alone, it is counted as a refusal (parked
-   * after a few); with others beside it nobody knows which, so one at a time from now on. Either
-   * way the next attempt waits for the backoff, which only an acknowledgement resets.
-   */
-  private onClosedAfterPublish(batch: Batch, err: PublishUnknownError, c: { onWire: number; reasonCode?: number }): void {
-    const range = { batch: batch.id, rows: batch.seqs.length, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, bytes: batch.bytes, reasonCode: c.reasonCode };
-    this.noteError(err.message);
-    if (c.onWire === 1 && batch.bytes > this.largestAckedBytes) {
-      this.learntBudget = Math.max(this.largestAckedBytes, Math.floor(batch.bytes / 2));
-      this.fitRows = Infinity;
-      this.store.recordUnknown(batch.seqs);
-      this.stats.unknownBatches++;
-      this.store.logEvent('batch_unknown', { ...range, error: err.message, by: 'connection closed after publish', sizeLimitNow: this.learntBudget });
-      this.log.warn({ ...range, sizeLimitNow: this.learntBudget }, 'the broker closed the connection on this message: taking it as too large; smaller messages from now on');
-      this.onSettled('unknown', batch.seqs.length);
-    } else if (c.onWire === 1) {
-      const reason = `the broker closed the connection each time these readings were sent (${batch.bytes} bytes${c.reasonCode !== undefined ? `, reason code 0x${c.reasonCode.toString(16)}` : ''})`;
-      const parked = this.store.recordRejected(batch.seqs, Math.min(this.opts.retry.maxAttempts, CLOSE_REFUSALS_TO_PARK), this.now(), reason);
-      this.stats.rejectedBatches++;
-      this.store.logEvent('batch_rejected', { ...range, error: err.message, by: 'connection closed after publish' });
-      if (parked > 0) this.reportParked(batch.seqs, reason);
-      else this.log.warn(range, 'the broker closed the connection right after this batch alone; will retry after the backoff');
-      this.onSettled('rejected', batch.seqs.length);
-    } else {
-      this.store.recordUnknown(batch.seqs);
-      this.stats.unknownBatches++;
-      this.log.warn({ ...range, onWire: c.onWire }, 'the broker closed the connection right after this batch; one batch at a time until something is acknowledged');
-      this.onSettled('unknown', batch.seqs.length);
-    }
-    this.delayNext();
-  }
-
-  /** Rows that can never be delivered as they are: parked now, with the reason, so the rest goes on. */
-  private parkNow(rows: readonly PendingRow[], reason: string): void {
-    const seqs = rows.map((r) => r.seq);
-    try {
-      this.store.park(seqs, reason);
-    } catch (err) {
-      // not even that could be written (disk full?): wait, as for any failed write
-      this.log.error({ err, firstSeq: seqs[0] }, 'cannot park a reading that does not fit');
-      this.needsRewind = true;
-      this.delayNext();
-      return;
-    }
-    this.reportParked(seqs, reason);
-  }
-
-  private reportParked(seqs: readonly number[], reason: string): void {
-    this.stats.parkedRows += seqs.length;
-    const range = { rows: seqs.length, firstSeq: seqs[0], lastSeq: seqs[seqs.length - 1] };
-    this.store.logEvent('rows_parked', { ...range, reason });
-    this.log.error({ ...range, reason }, 'parked (kept, excluded from sync until requeued; edge-sensor requeue --list shows them)');
   }
 
   private delayNext(): void {
@@ -425,13 +289,8 @@ export class SyncLoop {
     this.stats.backoffUntil = this.backoffUntil;
   }
 
-  private noteError(msg: string): void {
-    this.stats.lastError = msg;
-    this.stats.lastErrorAt = this.now();
-  }
-
   /** Resolves when nothing is in flight and no pending row was found (or at the deadline). */
-  whenIdle(timeoutMs: number): Promise<boolean> {
+  private whenIdle(timeoutMs: number): Promise<boolean> {
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.idleWaiters = this.idleWaiters.filter((w) => w !== done);
@@ -498,13 +357,6 @@ export class SyncLoop {
       hi = Math.max(hi, batch.lastSeq);
     }
     return lo <= hi ? [lo, hi] : undefined;
-  }
-
-  /** Rows in batches that await a PUBACK right now. */
-  inFlightRows(): number {
-    let n = 0;
-    for (const b of this.inFlight.values()) n += b.seqs.length;
-    return n;
   }
 
   /** After a requeue: parked rows may now sit behind the cursor; start again from the oldest. */

@@ -37,14 +37,10 @@ type Fields = Map<string, string>;
 const SENDER_TIMEOUT_MS = 10_000;
 
 /**
- * sd_notify(3) through the `systemd-notify` binary. Node has no unix datagram sockets, and a native
- * module (npm `sd-notify`) would need libsystemd-dev and a compiler on every Pi. systemd-notify
- * (systemd >= 246) waits on a barrier until the manager has read the message, so systemd can still
- * attribute it to the service's cgroup: the unit needs `NotifyAccess=all`.
- *
- * Each message costs a process (20-30 ms here), so at most one runs at a time: messages sent while
- * one is in flight are merged into the next one (the latest STATUS= wins). Without NOTIFY_SOCKET
- * nothing is ever spawned.
+ * sd_notify(3) through the `systemd-notify` binary: Node has no unix datagram sockets, and a native
+ * module would need libsystemd-dev and a compiler on every Pi (the unit needs `NotifyAccess=all`).
+ * Each message costs a process, so at most one runs at a time; messages sent meanwhile are merged
+ * into the next (the latest STATUS= wins). Without NOTIFY_SOCKET nothing is ever spawned.
  */
 export class SystemdNotifier implements Notifier {
   readonly enabled: boolean;

@@ -1,4 +1,4 @@
-import type { StatusPayload } from '../status/reporter.js';
+import type { StatusPayload } from '../status/device-status.js';
 import { formatDuration } from '../util/duration.js';
 
 /** What `systemctl status` shows of a running daemon. */

@@ -29,16 +29,4 @@ export class RateLimiter {
     this.tokens -= n;
     return true;
   }
-
-  /** Tokens available now (fractions count towards the next one). */
-  available(): number {
-    this.refill();
-    return Math.floor(this.tokens);
-  }
-
-  /** Milliseconds until one more token is there (0 when one is). */
-  waitMs(): number {
-    this.refill();
-    return this.tokens >= 1 ? 0 : Math.ceil((1 - this.tokens) * this.perMs);
-  }
 }

@@ -1,10 +1,9 @@
 import { randomFillSync } from 'node:crypto';
 
-// Time-ordered ids keep inserts at the right edge of the primary-key B-tree:
-// ~27x fewer WAL pages per transaction than random UUIDv4 (SD-card wear).
-// Random bytes come from a pooled buffer turned into hex at once: one getrandom call and one
-// native hex conversion per 256 ids, so that an id costs a few string slices even in V8's
-// interpreter (the daemon runs with --lite-mode; see README "Benchmarks").
+// Time-ordered ids keep inserts at the right edge of the primary-key B-tree: far fewer WAL pages
+// per transaction than random ids, less SD-card wear (docs/benchmarks.md, "UUIDv7").
+// Random bytes come from a pooled hex string (one getrandom call per 256 ids), so that an id costs
+// a few string slices even in V8's interpreter (docs/benchmarks.md, "Ingest").
 const POOL_IDS = 256;
 const pool = Buffer.allocUnsafe(POOL_IDS * 8);
 let poolHex = '';

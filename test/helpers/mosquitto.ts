@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync, chmodSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { waitFor, sleep, track } from './process.js';
 import { connect as netConnect } from 'node:net';
 
@@ -106,4 +107,30 @@ export class Mosquitto {
   static readFile(path: string): string {
     return readFileSync(path, 'utf8');
   }
+}
+
+/**
+ * A private Mosquitto for the tests of one file (or one describe block): started before them,
+ * stopped after them. Its url and port are read once it runs.
+ */
+export function mosquittoForTests(dir: string, extraConf: string[] = []): { readonly url: string; readonly port: number } {
+  let broker: Mosquitto | undefined;
+  beforeAll(async () => {
+    broker = await Mosquitto.start(dir, extraConf);
+  });
+  afterAll(async () => {
+    await broker?.stop();
+  });
+  const running = () => {
+    if (!broker) throw new Error('the test Mosquitto is not running');
+    return broker;
+  };
+  return {
+    get url() {
+      return running().url;
+    },
+    get port() {
+      return running().port;
+    },
+  };
 }

@@ -18,7 +18,7 @@ export function track(child: ChildProcess): ChildProcess {
 }
 
 /**
- * Multiplies the timeouts of waitFor and runCli: the arm64 run under qemu emulation is about 10x slower
+ * Multiplies the timeouts of waitFor, runCli and sleep: the arm64 run under qemu emulation is about 10x slower
  * (test/arm64/run.sh sets it), and "within 10 s" there means "within 100 s".
  */
 export const TIME_SCALE = Number(process.env.EDGE_SENSOR_TEST_TIME_SCALE) || 1;
@@ -71,7 +71,13 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, input?
   return { code, signal, stdout: s.stdout(), stderr: s.stderr() };
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits `ms` (times TIME_SCALE, like every wait here). For pacing only (a polling step, a window a
+ * scenario needs): to know that something happened, or did not, wait for an event or a state.
+ */
+export const sleep = (ms: number) => pause(ms * TIME_SCALE);
 
 /** Polls until fn returns a truthy value or the timeout passes (then throws with the message). */
 export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, message = 'condition', stepMs = 50): Promise<T> {
@@ -86,6 +92,6 @@ export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, m
       last = err;
     }
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}${last ? `: ${String(last)}` : ''}`);
-    await sleep(stepMs);
+    await pause(stepMs);
   }
 }

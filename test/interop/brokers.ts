@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
+import { EmbeddedBroker } from '../../src/demo/embedded-broker.js';
 import { VERSION } from '../../src/version.js';
 import { freePort, Mosquitto, portOpen } from '../helpers/mosquitto.js';
 import { mosquittoVersion, startSecureMosquitto } from '../helpers/secure-mosquitto.js';

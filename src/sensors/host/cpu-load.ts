@@ -1,6 +1,7 @@
 import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
 import { isLinux, join, readText, type HostRoots } from './host-fs.js';
+import { firstOnly, Repeating } from '../../util/log-throttle.js';
 
 interface CpuTimes {
   busy: number;
@@ -23,7 +24,7 @@ export function parseProcStat(text: string): CpuTimes | undefined {
 export class CpuLoadSensor implements Sensor {
   readonly type = 'cpu-load';
   private prev: CpuTimes | undefined;
-  private warned = false;
+  private readonly unreadable = new Repeating(firstOnly);
 
   constructor(
     readonly name: string,
@@ -48,10 +49,8 @@ export class CpuLoadSensor implements Sensor {
       value = Math.round((10000 * (cur.busy - this.prev.busy)) / (cur.total - this.prev.total)) / 100;
     }
     this.prev = cur ?? this.prev;
-    if (cur === undefined && !this.warned) {
-      this.warned = true;
-      this.ctx.warn({ sensor: this.name, procRoot: this.roots.procRoot }, 'cannot read CPU times from /proc/stat; this sensor reports nothing');
-    }
+    if (cur !== undefined) this.unreadable.ended();
+    else if (this.unreadable.occurred()) this.ctx.warn({ sensor: this.name, procRoot: this.roots.procRoot }, 'cannot read CPU times from /proc/stat; this sensor reports nothing');
     return this.reading(value);
   }
 

@@ -1,6 +1,7 @@
 import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
 import { isLinux, join, listDir, readText, type HostRoots } from './host-fs.js';
+import { firstOnly, Repeating } from '../../util/log-throttle.js';
 
 // thermal zone types that are the CPU/SoC on common boards (Raspberry Pi: cpu-thermal)
 const CPU_ZONE_TYPES = ['cpu-thermal', 'cpu_thermal', 'soc_thermal', 'soc-thermal', 'x86_pkg_temp', 'cpu0-thermal', 'coretemp'];
@@ -28,7 +29,7 @@ export class CpuTemperatureSensor implements Sensor {
   readonly type = 'cpu-temperature';
   private zone: string | undefined;
   private lastLookup = 0;
-  private warned = false;
+  private readonly absent = new Repeating(firstOnly);
 
   constructor(
     readonly name: string,
@@ -45,13 +46,12 @@ export class CpuTemperatureSensor implements Sensor {
 
   private reading(value: number | undefined): NewReading[] {
     if (value === undefined) {
-      if (!this.warned) {
-        this.warned = true;
+      if (this.absent.occurred()) {
         this.ctx.warn({ sensor: this.name, sysRoot: this.roots.sysRoot }, 'no CPU temperature on this host (no thermal zone); this sensor reports nothing until one appears');
       }
       return [];
     }
-    this.warned = false;
+    this.absent.ended();
     return [{ sensor: this.name, value, unit: this.unit }];
   }
 

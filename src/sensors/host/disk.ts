@@ -1,6 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
+import { firstOnly, Repeating } from '../../util/log-throttle.js';
 
 export interface FsUsage {
   usedPercent: number;
@@ -20,7 +21,7 @@ export type StatfsFn = (path: string) => Promise<{ bsize: number; blocks: number
 /** File-system usage of one mount point, through statfs(2): no shell, any platform Node supports. */
 export class DiskSensor implements Sensor {
   readonly type = 'disk';
-  private warned = false;
+  private readonly unreadable = new Repeating(firstOnly);
 
   constructor(
     readonly name: string,
@@ -40,13 +41,12 @@ export class DiskSensor implements Sensor {
       error = (err as Error).message;
     }
     if (!usage) {
-      if (!this.warned) {
-        this.warned = true;
+      if (this.unreadable.occurred()) {
         this.ctx.warn({ sensor: this.name, mount: this.mount, error }, 'cannot read file-system usage; this sensor reports nothing until it can');
       }
       return [];
     }
-    this.warned = false;
+    this.unreadable.ended();
     return [{ sensor: this.name, value: this.measure === 'used-percent' ? usage.usedPercent : usage.freeBytes, unit: this.unit }];
   }
 }

@@ -1,6 +1,7 @@
 import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
 import { isLinux, join, readText, type HostRoots } from './host-fs.js';
+import { firstOnly, Repeating } from '../../util/log-throttle.js';
 
 export interface MemInfo {
   totalBytes: number;
@@ -22,7 +23,7 @@ export function parseMeminfo(text: string): MemInfo | undefined {
 /** Memory in use (percent of total, as `free` counts it: total minus available) or available bytes. */
 export class MemorySensor implements Sensor {
   readonly type = 'memory';
-  private warned = false;
+  private readonly unreadable = new Repeating(firstOnly);
 
   constructor(
     readonly name: string,
@@ -47,12 +48,12 @@ export class MemorySensor implements Sensor {
 
   private reading(info: MemInfo | undefined): NewReading[] {
     if (!info) {
-      if (!this.warned) {
-        this.warned = true;
+      if (this.unreadable.occurred()) {
         this.ctx.warn({ sensor: this.name }, 'cannot read memory figures; this sensor reports nothing');
       }
       return [];
     }
+    this.unreadable.ended();
     const value =
       this.measure === 'used-percent'
         ? Math.round((10000 * (info.totalBytes - info.availableBytes)) / info.totalBytes) / 100

@@ -1,7 +1,7 @@
 import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
 import { join, listDir, readTextAsync } from '../host/host-fs.js';
-import { worthLogging } from './rarely.js';
+import { firstOnly, powersOfTen, Repeating } from '../../util/log-throttle.js';
 
 /** What the w1_therm driver reported for one conversion. */
 export type W1Result = { ok: true; milli: number } | { ok: false; reason: 'crc' | 'power-on' | 'no-data' | 'unparsable' | 'read-error' };
@@ -61,7 +61,7 @@ export class Ds18b20Sensor implements Sensor {
   /** rejected conversions per device id and reason */
   readonly rejected = new Map<string, Record<string, number>>();
   private readonly missing = new Set<string>();
-  private noneFound = false;
+  private readonly noneFound = new Repeating(firstOnly);
 
   constructor(
     private readonly opts: Ds18b20Options,
@@ -86,14 +86,13 @@ export class Ds18b20Sensor implements Sensor {
     const ids = listDir(this.devicesDir)
       .filter((d) => DS18B20_ID.test(d))
       .sort();
-    if (ids.length === 0 && !this.noneFound) {
-      this.noneFound = true;
+    if (ids.length > 0) this.noneFound.ended();
+    else if (this.noneFound.occurred()) {
       this.ctx.warn(
         { sensor: this.name, dir: this.devicesDir },
         'no DS18B20 found on the 1-Wire bus (is dtoverlay=w1-gpio set and a sensor wired?); reporting nothing until one appears',
       );
     }
-    if (ids.length > 0) this.noneFound = false;
     return ids;
   }
 
@@ -130,7 +129,7 @@ export class Ds18b20Sensor implements Sensor {
     let counts = this.rejected.get(id);
     if (!counts) this.rejected.set(id, (counts = {}));
     const n = (counts[reason] = (counts[reason] ?? 0) + 1);
-    if (worthLogging(n)) {
+    if (powersOfTen(n)) {
       this.ctx.warn({ sensor: this.name, id, reason, count: n, rejected: { ...counts } }, 'DS18B20 reading rejected (bad CRC, power-on 85 °C, no data or a read error); nothing stored for it');
     }
   }

@@ -1,7 +1,7 @@
 import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
 import { join, listDir, readText, readTextAsync } from '../host/host-fs.js';
-import { worthLogging } from './rarely.js';
+import { firstOnly, powersOfTen, Repeating } from '../../util/log-throttle.js';
 
 /**
  * The channels we know, with the IIO ABI's unit (Documentation/ABI/testing/sysfs-bus-iio:
@@ -94,7 +94,7 @@ export class IioSensor implements Sensor {
   readonly errors: Partial<Record<IioChannel, number>> = {};
   private dir: string | undefined;
   private plans: ChannelPlan[] = [];
-  private warnedMissing = false;
+  private readonly absent = new Repeating(firstOnly);
 
   constructor(
     private readonly opts: IioOptions,
@@ -118,7 +118,7 @@ export class IioSensor implements Sensor {
       const { channel } = this.plans[i];
       if (v.status === 'rejected') {
         const n = (this.errors[channel] = (this.errors[channel] ?? 0) + 1);
-        if (worthLogging(n)) this.ctx.warn({ sensor: this.name, channel, dir, count: n, error: (v.reason as Error).message }, 'IIO channel read failed; nothing stored for it this time');
+        if (powersOfTen(n)) this.ctx.warn({ sensor: this.name, channel, dir, count: n, error: (v.reason as Error).message }, 'IIO channel read failed; nothing stored for it this time');
         return;
       }
       const { unit, factor } = IIO_CHANNELS[channel];
@@ -135,8 +135,7 @@ export class IioSensor implements Sensor {
     const wanted = this.opts.channels ?? IIO_CHANNEL_NAMES;
     const plans = dir ? planChannels(listDir(dir), wanted) : [];
     if (!dir || plans.length === 0) {
-      if (!this.warnedMissing) {
-        this.warnedMissing = true;
+      if (this.absent.occurred()) {
         this.ctx.warn(
           { sensor: this.name, device: this.opts.device, found: dir ?? null, channels: wanted, dir: join(this.sysRoot, 'bus/iio/devices') },
           dir ? 'IIO device has none of the wanted channels; reporting nothing' : 'IIO device not found (driver not loaded, dtoverlay missing, or wrong name?); reporting nothing until it appears',
@@ -148,7 +147,7 @@ export class IioSensor implements Sensor {
     if (this.opts.channels && absent.length > 0) {
       this.ctx.warn({ sensor: this.name, device: this.opts.device, dir, absent }, 'IIO device lacks some configured channels; reading the others');
     }
-    this.warnedMissing = false;
+    this.absent.ended();
     this.dir = dir;
     this.plans = plans;
     return true;

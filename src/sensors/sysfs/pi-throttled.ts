@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { NewReading } from '../reading.js';
 import type { Sensor, SensorContext } from '../sensor.js';
 import { join, listDir, readTextAsync } from '../host/host-fs.js';
+import { firstOnly, Repeating } from '../../util/log-throttle.js';
 
 /** Bits of the firmware's get_throttled value (as `vcgencmd get_throttled` prints them). */
 export const THROTTLED_FLAGS = [
@@ -46,7 +47,7 @@ export class PiThrottledSensor implements Sensor {
   readonly type = 'pi-throttled';
   private path: string | undefined;
   private lastLookup = -Infinity;
-  private warned = false;
+  private readonly absent = new Repeating(firstOnly);
 
   constructor(
     readonly name: string,
@@ -59,8 +60,7 @@ export class PiThrottledSensor implements Sensor {
   async read(): Promise<NewReading[]> {
     const value = await this.readBitmask();
     if (value === undefined) {
-      if (!this.warned) {
-        this.warned = true;
+      if (this.absent.occurred()) {
         this.ctx.warn(
           { sensor: this.name, sysRoot: this.sysRoot, path: join(this.sysRoot, KNOWN_PATH) },
           'no readable get_throttled (not a Raspberry Pi, or its firmware driver is not loaded); reporting nothing until it appears',
@@ -68,7 +68,7 @@ export class PiThrottledSensor implements Sensor {
       }
       return [];
     }
-    this.warned = false;
+    this.absent.ended();
     const out: NewReading[] = [];
     if (this.report !== 'flags') out.push({ sensor: this.name, value, unit: null });
     if (this.report !== 'bitmask') {

@@ -18,7 +18,7 @@ export class Backoff {
   }
 
   /** The upper bound of the next delay. */
-  cap(): number {
+  private cap(): number {
     return Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.attempt + 1, 40));
   }
 

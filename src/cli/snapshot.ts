@@ -1,19 +1,10 @@
 import type { Store } from '../store/store.js';
+import type { LiveStatus } from '../status/device-status.js';
+import { STATE_KEY } from '../status/saved-state.js';
+import { savedOffline } from '../sync/online-mode.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
 
-/** What the running daemon adds (through the control socket, or in-process for the demo). */
-export interface LiveStatus {
-  pid: number;
-  version: string;
-  link: string;
-  lastError: string | null;
-  uptimeS: number;
-  inFlightBatches: number;
-  window: number;
-  sampler?: { lost: number; written: number };
-  unsavedLost?: number;
-  acceptingReadings?: boolean;
-}
+export type { LiveStatus };
 
 export interface StatusSnapshot {
   database: { path: string; bytes: number };
@@ -46,8 +37,9 @@ export function buildStatus(store: Store, live: LiveStatus | undefined, nowMs = 
   const lastAck = store.lastEvent(['batch_acked']);
   const lastErr = store.lastEvent(ERROR_EVENTS);
   const retry = store.retryStats();
-  const saved = parseJson(store.getConfig('daemon_state')) as { link?: string; lastError?: string } | undefined;
-  const mode = store.getConfig('mode') === 'offline' ? 'offline-by-choice' : 'online';
+  const saved = parseJson(store.getConfig(STATE_KEY)) as { link?: string; lastError?: string } | undefined;
+  const mode = savedOffline(store) ? 'offline-by-choice' : 'online';
+  const losses = store.lossTotals();
   const daemon: StatusSnapshot['daemon'] = live
     ? { running: true, pid: live.pid, uptimeS: live.uptimeS, version: live.version, link: live.link, lastError: live.lastError, inFlightBatches: live.inFlightBatches }
     : { running: false, link: 'stopped', lastError: saved?.lastError ?? null };
@@ -64,8 +56,8 @@ export function buildStatus(store: Store, live: LiveStatus | undefined, nowMs = 
     lastAckAt: lastAck?.timestamp ?? null,
     lastError: lastErr ? { at: lastErr.timestamp, type: lastErr.event_type, details: lastErr.details } : null,
     retries: { pendingRowsRetried: retry.rows, maxRetryCount: retry.maxRetry },
-    lostTotal: Number(store.getConfig('lost_total') ?? 0) + Number(store.getConfig('dropped_total') ?? 0) + (live?.unsavedLost ?? 0),
-    droppedTotal: Number(store.getConfig('dropped_total') ?? 0),
+    lostTotal: losses.lost + losses.dropped + (live?.unsavedLost ?? 0),
+    droppedTotal: losses.dropped,
     acceptingReadings: live?.acceptingReadings ?? true,
     lastSeq: st.lastSeq,
   };
