@@ -84,3 +84,8 @@ export function closedBeforeConnack(protocolVersion: 4 | 5): string {
     ? 'the broker closed the connection without a CONNACK (a broker that speaks only MQTT 3.1.1 does this to MQTT 5 clients: try mqtt.protocolVersion: 4)'
     : 'the broker closed the connection without a CONNACK';
 }
+
+/** An error of a working connection, with its code. */
+export function describeError(err: Error & { code?: number | string }): string {
+  return typeof err.code === 'number' ? `${err.message} (code ${err.code})` : err.code ? `${err.code}: ${err.message}` : err.message;
+}

@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events';
-import { connect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import { connect, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from '../util/logger.js';
 import { Backoff } from '../util/backoff.js';
 import { classifyPublishError, PublishUnknownError } from './errors.js';
-import { closedBeforeConnack, describeConnectError } from './connect-errors.js';
+import { closedBeforeConnack, describeConnectError, describeError } from './connect-errors.js';
+import { clientOptions } from './client-options.js';
 import { FallingRate } from '../util/log-throttle.js';
 import { redactUrl } from '../util/url.js';
 
@@ -29,6 +30,15 @@ export interface LinkOptions {
   receiveMaximum?: number;
   /** called with each fresh mqtt.js client before it connects (a subscriber installs its message handling) */
   onClient?: (client: MqttClient) => void;
+  /** MQTT 5: the largest packet the broker may send us (what the device subscribes to is small) */
+  maxIncomingBytes?: number;
+}
+
+/** A message on a topic the link subscribed to (mqtt.js acknowledges QoS 1 itself, after the listeners ran). */
+export interface LinkMessage {
+  topic: string;
+  payload: Buffer;
+  packet: IPublishPacket;
 }
 
 /** What the broker told us in its CONNACK (MQTT 5), with the protocol's defaults otherwise. */
@@ -53,6 +63,7 @@ interface Pending {
 
 export type LinkEvents = {
   connect: [LinkLimits];
+  message: [LinkMessage];
   disconnect: [{ reason: string }];
   connectFailed: [{ reason: string; attempts: number; first: boolean }];
 };
@@ -92,6 +103,8 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   private connectedSince?: number;
   /** the reason code of the broker's DISCONNECT on the current connection (MQTT 5) */
   private disconnectCode?: number;
+  /** topic filters subscribed on every connection (QoS): each is a fresh client, and a broker may have forgotten the session */
+  private readonly filters = new Map<string, 0 | 1>();
 
   constructor(
     private readonly opts: LinkOptions,
@@ -121,6 +134,23 @@ export class MqttLink extends EventEmitter<LinkEvents> {
 
   get inFlight(): number {
     return this.pending.size;
+  }
+
+  /**
+   * Subscribes to a topic filter now if connected, and again on every connection. Messages come
+   * as 'message' events; a failed SUBSCRIBE is logged and tried again at the next connection.
+   */
+  subscribe(filter: string, qos: 0 | 1 = 1): void {
+    this.filters.set(filter, qos);
+    if (this.client && this._state === 'connected') this.sendSubscribe(this.client, [[filter, qos]]);
+  }
+
+  private sendSubscribe(client: MqttClient, filters: ReadonlyArray<[string, 0 | 1]>): void {
+    if (filters.length === 0) return;
+    client.subscribe(Object.fromEntries(filters.map(([f, qos]) => [f, { qos }])), (err, granted) => {
+      const refused = (granted ?? []).filter((g) => g.qos >= 0x80).map((g) => g.topic);
+      if (err || refused.length > 0) this.log.warn({ filters: refused.length ? refused : filters.map(([f]) => f), err: err?.message }, 'subscription refused by the broker; tried again at the next connection');
+    });
   }
 
   /** Starts connecting; reconnects with backoff until paused or stopped. */
@@ -204,28 +234,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     this._state = 'connecting';
     this.attemptError = undefined;
     const o = this.opts;
-    const options: IClientOptions = {
-      protocolVersion: o.protocolVersion,
-      clientId: o.clientId,
-      keepalive: o.keepaliveSec,
-      connectTimeout: o.connectTimeoutMs,
-      reconnectPeriod: 0, // we reconnect ourselves, with backoff and a fresh client
-      clean: o.protocolVersion === 5 ? o.sessionExpirySec === 0 : !o.persistentSession311,
-      username: o.username,
-      password: o.password,
-      resubscribe: false,
-      // mqtt-packet's cache of every packet id is a large share of the idle heap (docs/benchmarks.md)
-      writeCache: false,
-    };
-    if (o.protocolVersion === 5) {
-      options.properties = { sessionExpiryInterval: o.sessionExpirySec, ...(o.receiveMaximum ? { receiveMaximum: o.receiveMaximum } : {}) };
-      // autoAssign, not autoUse: autoUseTopicAlias only reuses aliases the caller set by hand, so it
-      // sent the full topic every time (seen on the wire against Mosquitto). Aliases live and die
-      // with a connection, and every connection is a fresh client: nothing stale can be reused.
-      if (o.topicAlias) options.autoAssignTopicAlias = true;
-    }
-    if (o.tls) Object.assign(options, o.tls);
-    if (o.will) options.will = { topic: o.will.topic, payload: Buffer.from(o.will.payload()), qos: 1, retain: o.will.retain };
+    const options = clientOptions(o);
 
     let client: MqttClient;
     try {
@@ -261,7 +270,17 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       this.outageStart = undefined;
       this.outageAttempts = 0;
       this.error = undefined;
+      this.sendSubscribe(client, [...this.filters]);
       this.emit('connect', this._limits);
+    });
+    client.on('message', (topic, payload, packet) => {
+      if (this.client !== client) return;
+      try {
+        this.emit('message', { topic, payload, packet });
+      } catch (err) {
+        // a listener's bug must not cost the connection (mqtt.js would not acknowledge what follows)
+        this.log.error({ err, topic }, 'handling an incoming message failed');
+      }
     });
     client.on('error', (err: Error & { code?: number | string }) => {
       if (this.client !== client) return;
@@ -400,8 +419,4 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       client.end(true);
     }
   }
-}
-
-function describeError(err: Error & { code?: number | string }): string {
-  return typeof err.code === 'number' ? `${err.message} (code ${err.code})` : err.code ? `${err.code}: ${err.message}` : err.message;
 }
