@@ -126,7 +126,14 @@ export class Store {
 
   /** Acknowledged by the broker: synced in one transaction, with the running total. */
   markSynced(seqs: readonly number[], atMs: number = Date.now()): number {
-    return this.settleAcked({ seqs, counted: seqs.length }, atMs);
+    const at = new Date(atMs).toISOString();
+    return this.db
+      .transaction(() => {
+        const n = this.applyAcks({ seqs, counted: 0 }, at);
+        if (n > 0) this.stmts.addConfigInt.run('synced_total', n, at);
+        return n;
+      })
+      .immediate();
   }
 
   /** Acknowledged rows written down in a transaction of their own (no append came to carry them). */

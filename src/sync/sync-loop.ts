@@ -37,6 +37,8 @@ export interface SyncOptions {
   maxInFlight: number;
   /** the shortest time between two looks for pending rows; with nothing pending, a look every IDLE_LOOK_MS at least */
   intervalMs: number;
+  /** with nothing pending, the next look after this long at the latest (default IDLE_LOOK_MS; tests that write beside the loop shorten it) */
+  idleLookMs?: number;
   /** acknowledged rows wait this long at most for an append to write them (0 or absent: at once) */
   ackWriteDelayMs?: number;
   publishTimeoutMs: number;
@@ -180,7 +182,7 @@ export class SyncLoop {
     }
     // room left in the window means nothing more is pending right now: new rows nudge the loop;
     // the idle look is for writers that do not (a second process writing to the database)
-    if (this.inFlight.size < window) this.wakeAt(Math.max(this.opts.intervalMs, IDLE_LOOK_MS));
+    if (this.inFlight.size < window) this.wakeAt(Math.max(this.opts.intervalMs, this.opts.idleLookMs ?? IDLE_LOOK_MS));
     if (this.inFlight.size === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
