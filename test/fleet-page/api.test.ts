@@ -20,7 +20,6 @@ afterAll(async () => {
   await fx?.cleanup();
 });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
 async function get(path: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; body: Json }> {
