@@ -35,6 +35,8 @@ export interface ScenarioResult {
   maxResentLosses: number;
   /** sync.maxInFlight × sync.batchSize: what can be in flight when a connection is lost */
   boundPerFault: number;
+  /** the bound of the fault that came closest to it (twice boundPerFault for a fault that kills the process) */
+  maxResentBound: number;
   integrity: string;
   durationS: number;
   skipped?: string;
@@ -87,7 +89,7 @@ export function markdownTable(rs: ScenarioResult[]): string {
       continue;
     }
     lines.push(
-      `| ${r.scenario} | ${r.runs} | ${r.faults} | ${n(r.readings)} | ${n(r.lost)} | ${n(r.lostAfterAck)} | ${n(r.vanished)} | ${n(r.duplicates)} (${n(r.resent)} + ${n(r.redelivered)}) | ${r.connectionLosses} | ${n(r.maxResentPerFault)} (${n(r.boundPerFault)} × ${r.maxResentLosses}) | ${r.faultsInFlight ?? '?'} | ${r.faultsWithResend} | ${r.integrity} |`,
+      `| ${r.scenario} | ${r.runs} | ${r.faults} | ${n(r.readings)} | ${n(r.lost)} | ${n(r.lostAfterAck)} | ${n(r.vanished)} | ${n(r.duplicates)} (${n(r.resent)} + ${n(r.redelivered)}) | ${r.connectionLosses} | ${n(r.maxResentPerFault)} (${n(r.maxResentBound ?? r.boundPerFault)} × ${r.maxResentLosses}) | ${r.faultsInFlight ?? '?'} | ${r.faultsWithResend} | ${r.integrity} |`,
     );
   }
   return lines.join('\n');
