@@ -33,7 +33,7 @@ export class StoreOpenError extends Error {
 export const PAGE_CACHE_KIB = -2000;
 
 /** The page size of databases created from now on (SQLite's default is 4096). */
-export const NEW_PAGE_SIZE = Number(process.env.EDGE_SENSOR_PAGE_SIZE) || 1024;
+export const NEW_PAGE_SIZE = 1024;
 
 export interface OpenOptions {
   synchronous?: 'FULL' | 'NORMAL';
