@@ -10,6 +10,8 @@ import type { Store } from './store/store.js';
 import { MqttLink } from './mqtt/link.js';
 import { SyncLoop } from './sync/sync-loop.js';
 import { DropAnnouncer } from './sync/drop-announcer.js';
+import { EndToEnd } from './sync/end-to-end.js';
+import { Confirmations } from './store/confirmations.js';
 import { LinkJournal } from './sync/link-journal.js';
 import { OnlineMode } from './sync/online-mode.js';
 import { DeviceStatus, willStatus, type LinkView, type StatusPayload } from './status/device-status.js';
@@ -47,18 +49,23 @@ function build(config: Config, store: Store, log: Logger, now: () => number, sta
     now,
   );
   const sync = new SyncLoop(store, link, { ...s, deviceId: device.id, topic: topics.readings, protocolVersion: m.protocolVersion }, log.child({ module: 'sync' }), now);
-  const keeper = new StorageKeeper(store, sync, config.retention, log.child({ module: 'retention' }), now);
+  const confirmations = new Confirmations(store);
+  const keeper = new StorageKeeper(store, sync, config.retention, log.child({ module: 'retention' }), now, s.endToEnd ? () => confirmations.storedThrough() : undefined);
   const sensorLog = log.child({ module: 'sensors' });
   const sensors = config.sensors.map((c) => ({ sensor: createSensor(c, config.host, { warn: (o, msg) => sensorLog.warn(o, msg) }), schedule: c.schedule, readAtStart: c.readAtStart }));
   const sampler = new Sampler(sensors, keeper, log.child({ module: 'sampler' }), { readTimeoutMs: 10_000, clockFloorMs: CLOCK_FLOOR_MS, now: opts.now });
   const announcer = new DropAnnouncer(store, link, { topic: topics.dropped, deviceId: device.id, timeoutMs: s.publishTimeoutMs }, log.child({ module: 'sync' }));
+  // off (the default): nothing subscribed, the guarantee ends at the broker as before
+  const endToEnd = s.endToEnd
+    ? new EndToEnd({ store: confirmations, link, sync, announcer, lastSeq: () => store.stats().lastSeq }, { topic: topics.stored, resendPerMinute: s.resendPerMinute }, log.child({ module: 'end-to-end' }), now)
+    : undefined;
   // the reporter publishes what `status` gathers; `status` shows the mode, which says goodbye through the reporter
   const reporter = new StatusReporter(link, { topic: topics.status, intervalMs: config.status.intervalMs, timeoutMs: s.publishTimeoutMs }, (): StatusPayload => status.payload(), log.child({ module: 'status' }));
   const mode = new OnlineMode({ store, link, sync, status: reporter }, { drainTimeoutMs: s.shutdownTimeoutMs }, log);
-  const status = new DeviceStatus({ store, link, mode, keeper, sync, sampler }, device.id, startedAt, now);
+  const status = new DeviceStatus({ store, link, mode, keeper, sync, sampler, endToEnd }, device.id, startedAt, now);
   const saved = new SavedState(store, status, log);
   const commands = controlHandlers({ status, mode, store, sync, link }, log);
-  return { store, keeper, sampler, link, sync, announcer, reporter, mode, status, saved, commands };
+  return { store, keeper, sampler, link, sync, announcer, endToEnd, reporter, mode, status, saved, commands };
 }
 
 type Parts = ReturnType<typeof build>;
@@ -104,6 +111,7 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
     p.sync.start();
     p.reporter.start();
     p.announcer.start();
+    p.endToEnd?.start();
     p.saved.save();
     void checkInBackground(store).then((damage) => damage && !this.stopping && this.emit('damaged', damage));
   }
@@ -153,6 +161,7 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
       await p.sampler.stop();
       p.keeper.stop();
       p.announcer.stop();
+      p.endToEnd?.stop();
       const drained = await p.sync.drain(this.config.sync.shutdownTimeoutMs);
       if (!drained.settled) this.log.warn({ inFlightBatches: drained.inFlight }, 'stopping with batches unacknowledged; their rows stay pending');
       p.sync.stop();

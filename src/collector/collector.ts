@@ -5,6 +5,7 @@ import { decodeMessage, type DecodeOptions } from './decode.js';
 import { StoreUnavailableError } from './pg/errors.js';
 import { PgStore } from './pg/store.js';
 import { FleetSubscriber } from './subscriber.js';
+import { StoredPublisher } from './stored-publisher.js';
 import { Writer } from './writer.js';
 
 const SUMMARY_EVERY_MS = 60_000;
@@ -17,6 +18,8 @@ export class Collector {
   readonly store: PgStore;
   readonly subscriber: FleetSubscriber;
   readonly writer: Writer;
+  /** the retained `stored` answers to the devices (issue 16), unless endToEnd.enabled is false */
+  readonly stored?: StoredPublisher;
   private stopping = false;
   /** ends the wait for PostgreSQL at start when a stop is asked */
   private wake?: () => void;
@@ -54,6 +57,15 @@ export class Collector {
       log.child({ module: 'mqtt' }),
     );
     this.writer = new Writer(this.store, { maxReadings: config.batch.maxReadings, retry: { initialDelayMs: 1000, maxDelayMs: 30_000 } }, log.child({ module: 'writer' }));
+    const e = config.endToEnd;
+    if (e.enabled) {
+      this.stored = new StoredPublisher(
+        this.store,
+        this.subscriber,
+        { topicPrefix: m.topicPrefix, intervalMs: e.intervalMs, tailWindowMs: e.tailWindowMs, republishMs: e.republishMs, maxRanges: e.maxRanges, publishTimeoutMs: e.publishTimeoutMs },
+        log.child({ module: 'stored' }),
+      );
+    }
   }
 
   /**
@@ -94,6 +106,7 @@ export class Collector {
       if (!this.stopping) this.subscriber.resume();
     });
     this.writer.on('committed', (r) => {
+      this.stored?.changed(r.devices);
       this.since.messages += r.messages;
       this.since.readings += r.readings;
       this.since.duplicates += r.duplicates;
@@ -104,6 +117,8 @@ export class Collector {
     });
     this.summaryTimer = setInterval(() => this.summary(log), SUMMARY_EVERY_MS);
     this.summaryTimer.unref();
+    this.subscriber.on('subscribed', () => this.stored?.reconnected());
+    this.stored?.start();
     this.subscriber.start();
   }
 
@@ -112,6 +127,7 @@ export class Collector {
     this.stopping = true;
     this.wake?.();
     clearInterval(this.summaryTimer);
+    this.stored?.stop();
     await this.writer.stop(this.config.postgres.statementTimeoutMs);
     await this.subscriber.stop();
     await this.store.close();

@@ -77,6 +77,22 @@ export const collectorConfigSchema = z.strictObject({
       reorderWindowMs: duration('gaps.reorderWindowMs', 0, 3_600_000).default(5000),
     })
     .prefault({}),
+  endToEnd: z
+    .strictObject({
+      /** publish the retained {prefix}/{device}/stored answers (devices with sync.endToEnd act on them) */
+      enabled: z.boolean().default(true),
+      /** one stored message per device per this at most; changes in between are coalesced */
+      intervalMs: duration('endToEnd.intervalMs', 100, 3_600_000).default(2000),
+      /** a device's acknowledged readings above everything stored for this long are asked for (the broker lost the newest) */
+      tailWindowMs: duration('endToEnd.tailWindowMs', 1000, 86_400_000).default(30_000),
+      /** an unchanged answer that still asks for readings is published again after this */
+      republishMs: duration('endToEnd.republishMs', 1000, 86_400_000).default(30_000),
+      /** missing ranges per message at most, lowest first */
+      maxRanges: int(1, 1000).default(100),
+      /** no PUBACK by then: told again at the next change */
+      publishTimeoutMs: int(100, 600_000).default(10_000),
+    })
+    .prefault({}),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
 });
 

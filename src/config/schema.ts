@@ -210,6 +210,8 @@ export const configSchema = z
         intervalMs: int(10, 3_600_000).default(1000).describe('How often to look for pending rows when idle. Longer: fewer sync rounds (less CPU and fewer SD-card writes), readings reach the broker later.'),
         publishTimeoutMs: int(100, 600_000).default(10_000).describe("No PUBACK by then: the batch's outcome is unknown; the daemon reconnects and its rows are sent again."),
         shutdownTimeoutMs: int(0, 600_000).default(5000).describe('On SIGTERM, how long to wait for the PUBACKs of batches in flight.'),
+        endToEnd: z.boolean().default(false).describe("Keep each synced reading until the collector confirms it stored it (its retained `{topicPrefix}/{device.id}/stored` message), and send again what it asks for; see [durability](durability.md#end-to-end). Off: nothing is subscribed, the guarantee ends at the broker's PUBACK."),
+        resendPerMinute: int(1, 10_000_000).default(30_000).describe('With `endToEnd`: readings sent again on the collector\'s request per minute at most (a flood of forged requests cannot saturate the uplink); the rest of a request waits for the next minute.'),
         compression: z.enum(['none', 'gzip']).default('none').describe('`gzip` compresses each readings payload (MQTT 5 content type `application/json+gzip`; under MQTT 3.1.1 consumers must know it from configuration).'),
         retry: z
           .strictObject({
@@ -230,7 +232,7 @@ export const configSchema = z
       .describe("The device's status topic."),
     retention: z
       .strictObject({
-        syncedMaxAge: duration('retention.syncedMaxAge', 0, 10 * YEAR_MS).default(3 * 86_400_000).describe('Synced rows are deleted once they were synced this long ago (at most 10 years). Pending and parked rows are never deleted by age.'),
+        syncedMaxAge: duration('retention.syncedMaxAge', 0, 10 * YEAR_MS).default(3 * 86_400_000).describe('Synced rows are deleted once they were synced this long ago (at most 10 years), and with `sync.endToEnd` only once the collector confirmed them stored. Pending and parked rows are never deleted by age.'),
         pruneIntervalMs: int(1000, 86_400_000).default(60_000).describe('How often the deletion by age runs.'),
         syncLogMaxRows: int(100, 10_000_000).default(10_000).describe('Newest `sync_log` events kept.'),
         /** the database file plus its WAL never grows past this (0: no cap) */

@@ -1,6 +1,7 @@
 import type { SamplerStats } from '../sampler/sampler.js';
 import type { StoreStats } from '../store/store.js';
 import type { SyncStats } from '../sync/sync-loop.js';
+import type { EndToEndView } from '../sync/end-to-end.js';
 import { VERSION } from '../version.js';
 
 /** The retained status message on {topicPrefix}/{deviceId}/status: the public contract. */
@@ -19,6 +20,10 @@ export interface StatusPayload {
   dbBytes?: number;
   uptimeS?: number;
   version?: string;
+  /** with sync.endToEnd: the collector's last word (every reading up to it stored), the highest seq the broker acknowledged, and readings in between */
+  storedThrough?: number;
+  syncedThrough?: number;
+  unconfirmed?: number;
   ts: string;
 }
 
@@ -38,6 +43,7 @@ export interface LiveStatus {
   acceptingReadings?: boolean;
   sync?: SyncStats;
   sampler?: SamplerStats;
+  endToEnd?: EndToEndView;
 }
 
 /** The daemon's state as saved in the database, for `status` while the daemon is not running. */
@@ -57,6 +63,8 @@ export interface StatusSources {
   keeper: { lostTotal(): number; readonly unsaved: number; readonly acceptingReadings: boolean };
   sync: { readonly stats: SyncStats };
   sampler: { readonly stats: SamplerStats };
+  /** present with sync.endToEnd */
+  endToEnd?: { view(): EndToEndView };
 }
 
 /**
@@ -113,6 +121,7 @@ export class DeviceStatus {
       dbBytes: st.fileBytes,
       uptimeS: this.uptimeS(),
       version: VERSION,
+      ...this.from.endToEnd?.view(),
       ts: new Date(now).toISOString(),
     };
   }
@@ -131,6 +140,7 @@ export class DeviceStatus {
       acceptingReadings: keeper.acceptingReadings,
       sync: sync.stats,
       sampler: sampler.stats,
+      endToEnd: this.from.endToEnd?.view(),
     };
   }
 

@@ -52,9 +52,11 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
     private readonly opts: RetentionConfig,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** with sync.endToEnd: synced rows above this seq are not deleted by age (the disk guard still may) */
+    confirmedThrough?: () => number,
   ) {
     super();
-    this.retention = new Retention(store, { syncedMaxAgeMs: opts.syncedMaxAge, syncLogMaxRows: opts.syncLogMaxRows }, log);
+    this.retention = new Retention(store, { syncedMaxAgeMs: opts.syncedMaxAge, syncLogMaxRows: opts.syncLogMaxRows, confirmedThrough }, log);
     this.guard = new DiskGuard(store, { maxDatabaseBytes: opts.maxDatabaseBytes, minFreeDiskBytes: opts.minFreeDiskBytes, onFull: opts.onFull }, log);
   }
 

@@ -51,6 +51,8 @@ export interface SyncStats {
   inFlightBatches: number;
   window: number;
   lastAckAt?: number;
+  /** the highest seq acknowledged by the broker since start (status reports it for the collector's tail check) */
+  highestAckedSeq?: number;
   lastError?: string;
   lastErrorAt?: number;
   backoffUntil?: number;
@@ -262,13 +264,16 @@ export class SyncLoop {
     if (attempts > 0) this.log.info({ attempts, batches: acked.length }, 'acknowledged rows recorded as synced again');
     this.ackRetryAt = 0;
     let rows = 0;
+    let highest = this.stats.highestAckedSeq ?? 0;
     for (const { batch } of acked) {
       rows += batch.seqs.length;
+      if (batch.lastSeq > highest) highest = batch.lastSeq;
       this.budget.acked(batch.bytes);
     }
     this.stats.ackedBatches += acked.length;
     this.stats.ackedRows += rows;
     this.stats.lastAckAt = atMs;
+    this.stats.highestAckedSeq = highest;
     this.backoff.reset();
     this.probing = false;
     this.log.debug({ batches: acked.length, rows }, 'batches acked');

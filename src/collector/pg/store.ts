@@ -137,9 +137,9 @@ export class PgStore {
     return this.withClient((c) => readGaps(c, this.tables, device, limit));
   }
 
-  /** Per device: stored through which seq, and which ranges are missing past the reorder window (for a `stored` message). */
-  storedState(devices: readonly string[]): Promise<StoredState[]> {
-    return this.withClient((c) => readStoredState(c, this.tables, devices, this.opts.reorderWindowMs));
+  /** Per device: stored through which seq, and which ranges (at most `limit`) are missing past the reorder window (for a `stored` message). */
+  storedState(devices: readonly string[], limit: number): Promise<StoredState[]> {
+    return this.withClient((c) => readStoredState(c, this.tables, devices, this.opts.reorderWindowMs, limit));
   }
 
   /** The devices' rows exist before any transaction locks them: creating one there could deadlock two collectors. */
