@@ -19,6 +19,8 @@ export interface FleetDevice {
   openReadings: number;
   /** every reading up to this seq is stored or announced dropped (what issue 16's `stored` message carries) */
   through: number;
+  /** readings the device says the broker acknowledged and the collector has not confirmed (its last status, with sync.endToEnd) */
+  unconfirmed: number | null;
 }
 
 export interface FleetSnapshot {
@@ -40,6 +42,8 @@ export async function readFleet(c: pg.ClientBase, t: Tables): Promise<FleetSnaps
   const r = await c.query<Record<string, unknown>>(
     `SELECT d.device, d.online, d.last_seen, d.last_status, d.pending::float8, d.readings_stored::float8, d.highest_seq::float8, d.accounted_seq::float8,
             d.newest_ts, d.duplicates_absorbed::float8, d.dropped_announced::float8, d.rejected_messages::float8,
+            CASE WHEN jsonb_typeof(d.last_status->'unconfirmed') = 'number'
+                 THEN greatest(0, least((d.last_status->>'unconfirmed')::numeric, 9007199254740991))::float8 END AS unconfirmed,
             coalesce(g.ranges, 0)::float8 AS open_gaps, coalesce(g.readings, 0)::float8 AS open_readings, g.first_open::float8
      FROM ${t.devices} d
      LEFT JOIN (SELECT device, count(*) AS ranges, sum(to_seq - from_seq + 1) AS readings, min(from_seq) AS first_open
@@ -64,6 +68,7 @@ export async function readFleet(c: pg.ClientBase, t: Tables): Promise<FleetSnaps
       openGaps: x.open_gaps as number,
       openReadings: x.open_readings as number,
       through: x.first_open === null ? (x.accounted_seq as number) : (x.first_open as number) - 1,
+      unconfirmed: x.unconfirmed === null ? null : Math.floor(x.unconfirmed as number),
     })),
     rejected: rej.rows,
   };
