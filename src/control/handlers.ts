@@ -8,7 +8,7 @@ export interface HandlerParts {
   status: Pick<DeviceStatus, 'live' | 'linkView'>;
   mode: { readonly offlineByChoice: boolean; set(online: boolean): Promise<void> };
   store: { countPending(): number; requeue(ids?: readonly string[]): number; logEvent(type: string, details: Record<string, unknown>): void };
-  sync: { syncNow(timeoutMs: number, skipBackoff: boolean): Promise<SyncReport>; rewind(): void };
+  sync: { syncNow(timeoutMs: number, skipBackoff: boolean): Promise<SyncReport>; rewind(): void; nudge(): void };
   link: { readonly connected: boolean; readonly lastError?: string; connectNow(): void };
 }
 
@@ -70,6 +70,10 @@ export function controlHandlers(parts: HandlerParts, log: Logger) {
       return { requeued: n };
     },
     status: () => status.live(),
+    nudge: () => {
+      sync.nudge();
+      return {};
+    },
   } satisfies ControlHandlers;
 }
 
