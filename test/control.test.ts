@@ -87,6 +87,7 @@ function fakeParts(over: { offline?: boolean; connected?: boolean; lastError?: s
       rewind: () => void calls.push('rewind'),
     },
     link: { connected: over.connected ?? true, lastError: over.lastError, connectNow: () => void calls.push('connectNow') },
+    readings: { appendTicks: (ticks) => void calls.push(`append ${ticks.map((t) => t.readings.map((r) => `${r.sensor}=${r.value}`).join(',')).join(';')}`) },
   };
   return { parts, calls, finish: (r: Partial<SyncReport> = {}) => release({ ok: true, ackedRows: 10, ackedBatches: 1, ...r }) };
 }

@@ -102,7 +102,9 @@ export class DeviceStatus {
     const now = this.now();
     return {
       device: this.device,
-      state: link.connected ? 'online' : 'offline',
+      // offline by choice may keep a connection for remote commands: still offline for everyone else
+      state: link.connected && !mode.offlineByChoice ? 'online' : 'offline',
+      ...(mode.offlineByChoice ? { reason: 'offline by choice' } : {}),
       mode: mode.offlineByChoice ? 'offline-by-choice' : 'online',
       pending: st.pending,
       oldestPendingAgeMs: st.oldestPendingTs ? Math.max(0, now - Date.parse(st.oldestPendingTs)) : null,
