@@ -91,7 +91,8 @@ export class MqttCommands {
       }
     }
     try {
-      this.store.logEvent('remote_command', { verb: shownVerb, ok: res.ok, ...(res.error ? { error: res.error.slice(0, 200) } : {}), replied: reply !== undefined });
+      const ran = 'cmd' in req && req.cmd !== verb ? { ran: req.cmd } : {}; // the switch's `mode` runs online or offline
+      this.store.logEvent('remote_command', { verb: shownVerb, ...ran, ok: res.ok, ...(res.error ? { error: res.error.slice(0, 200) } : {}), replied: reply !== undefined });
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'remote command not written to sync_log');
     }
