@@ -4,10 +4,12 @@ import type { CollectorConfig, CollectorSecrets } from './config.js';
 import { decodeMessage, type DecodeOptions } from './decode.js';
 import { StoreUnavailableError } from './pg/errors.js';
 import { PgStore } from './pg/store.js';
+import { FleetPageServer } from './http/server.js';
 import { FleetSubscriber } from './subscriber.js';
 import { Writer } from './writer.js';
 
 const SUMMARY_EVERY_MS = 60_000;
+const PRUNE_EVERY_MS = 3_600_000;
 
 /**
  * Wiring only: broker side → decode → writer → PostgreSQL store, built from the config, started in
@@ -21,11 +23,14 @@ export class Collector {
   /** ends the wait for PostgreSQL at start when a stop is asked */
   private wake?: () => void;
   private summaryTimer?: NodeJS.Timeout;
+  private pruneTimer?: NodeJS.Timeout;
+  /** the fleet page (http.listen), with a store of its own: a slow page query never holds a write */
+  readonly page?: { server: FleetPageServer; store: PgStore };
   private since = { readings: 0, duplicates: 0, rejected: 0, messages: 0 };
 
   constructor(
     private readonly config: CollectorConfig,
-    secrets: Pick<CollectorSecrets, 'link' | 'pgPassword'>,
+    secrets: Pick<CollectorSecrets, 'link' | 'pgPassword' | 'httpSecret'>,
     private readonly log: Logger,
   ) {
     const m = config.mqtt;
@@ -53,6 +58,15 @@ export class Collector {
       },
       log.child({ module: 'mqtt' }),
     );
+    const h = config.http;
+    if (h.listen !== undefined) {
+      const store = new PgStore(
+        { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: Math.min(pg.statementTimeoutMs, h.requestTimeoutMs), lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, applicationName: 'edge-sensor-fleet-page', poolSize: 2 },
+        log.child({ module: 'page-store' }),
+      );
+      const server = new FleetPageServer({ listen: h.listen, auth: h.auth, secret: secrets.httpSecret, requestTimeoutMs: h.requestTimeoutMs, trouble: h.trouble }, store, log.child({ module: 'http' }));
+      this.page = { server, store };
+    }
     this.writer = new Writer(this.store, { maxReadings: config.batch.maxReadings, retry: { initialDelayMs: 1000, maxDelayMs: 30_000 } }, log.child({ module: 'writer' }));
   }
 
@@ -104,6 +118,12 @@ export class Collector {
     });
     this.summaryTimer = setInterval(() => this.summary(log), SUMMARY_EVERY_MS);
     this.summaryTimer.unref();
+    this.pruneTimer = setInterval(() => void this.pruneStatusHistory(log), PRUNE_EVERY_MS);
+    this.pruneTimer.unref();
+    if (this.page) {
+      await this.page.store.open('read');
+      await this.page.server.start();
+    }
     this.subscriber.start();
   }
 
@@ -112,6 +132,9 @@ export class Collector {
     this.stopping = true;
     this.wake?.();
     clearInterval(this.summaryTimer);
+    clearInterval(this.pruneTimer);
+    await this.page?.server.stop();
+    await this.page?.store.close();
     await this.writer.stop(this.config.postgres.statementTimeoutMs);
     await this.subscriber.stop();
     await this.store.close();
@@ -123,6 +146,15 @@ export class Collector {
     const db = this.writer.available ? 'database up' : 'database UNAVAILABLE';
     const broker = this.subscriber.connected ? 'broker connected' : `broker ${this.subscriber.lastError ? 'unreachable' : 'connecting'}`;
     return `${broker}, ${db}; ${t.readings} readings stored, ${t.duplicates} duplicates, ${t.rejected} rejected since start`;
+  }
+
+  private async pruneStatusHistory(log: Logger): Promise<void> {
+    try {
+      const rows = await this.store.pruneStatusHistory(this.config.statusHistory.keepMs);
+      if (rows > 0) log.debug({ rows }, 'status history pruned');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'status history not pruned (tried again in an hour)');
+    }
   }
 
   private summary(log: Logger): void {

@@ -52,6 +52,43 @@ const postgres = z.strictObject({
   lockTimeoutMs: int(100, 3_600_000).default(10_000),
 });
 
+// host:port, or [v6]:port; a host is required so that "listen on every interface" is never an accident
+const HOST_PORT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
+
+const httpSchema = z
+  .strictObject({
+    listen: z
+      .string()
+      .regex(HOST_PORT, 'expected host:port, e.g. 127.0.0.1:8080 (0.0.0.0:8080 for every interface)')
+      .refine((v) => Number(HOST_PORT.exec(v)?.[1] ?? 0) <= 65_535, 'expected a port from 0 to 65535')
+      .optional()
+      .describe('serve the fleet page and its JSON API on host:port (off when unset); only loopback unless a host says otherwise'),
+    auth: z
+      .discriminatedUnion('type', [
+        z.strictObject({
+          type: z.literal('basic'),
+          user: z.string().min(1).max(128).regex(/^[^:]+$/, 'expected a user name without ":"').describe('HTTP basic auth user name'),
+          passwordFile: z.string().min(1).describe('file holding the password (one line)'),
+        }),
+        z.strictObject({
+          type: z.literal('bearer'),
+          tokenFile: z.string().min(1).describe('file holding the token a client sends as Authorization: Bearer TOKEN'),
+        }),
+      ])
+      .optional()
+      .describe('who may read the page and the API (everyone who can connect when unset)'),
+    requestTimeoutMs: int(1000, 600_000).default(30_000).describe('a request not answered within this is ended'),
+    /** the page marks a device in trouble past these */
+    trouble: z
+      .strictObject({
+        lagMs: duration('http.trouble.lagMs', 1000, 365 * 86_400_000).default(15 * 60_000).describe('newest stored reading older than this: the device is behind'),
+        pending: int(0, Number.MAX_SAFE_INTEGER).default(1000).describe('more readings than this waiting on the device: backlog'),
+      })
+      .prefault({})
+      .describe('when the fleet page marks a device as in trouble'),
+  })
+  .describe('the fleet page (docs/fleet-page.md)');
+
 export const collectorConfigSchema = z.strictObject({
   mqtt: mqtt.prefault({}),
   postgres: postgres.prefault({}),
@@ -77,6 +114,13 @@ export const collectorConfigSchema = z.strictObject({
       reorderWindowMs: duration('gaps.reorderWindowMs', 0, 3_600_000).default(5000),
     })
     .prefault({}),
+  statusHistory: z
+    .strictObject({
+      keepMs: duration('statusHistory.keepMs', 3_600_000, 10 * 365 * 86_400_000).default(30 * 86_400_000).describe('status samples older than this are deleted (checked hourly)'),
+    })
+    .prefault({})
+    .describe("the devices' statuses over time (status_samples: the fleet page's backlog chart)"),
+  http: httpSchema.prefault({}),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
 });
 
@@ -114,6 +158,8 @@ export function loadCollectorConfig(file: string, env: NodeJS.ProcessEnv = proce
 export interface CollectorSecrets {
   link: LinkSecrets;
   pgPassword?: string;
+  /** the fleet page's credential: a basic auth password or a bearer token */
+  httpSecret?: string;
   warnings: SecretsWarning[];
 }
 
@@ -139,8 +185,13 @@ export function resolveCollectorSecrets(config: CollectorConfig, file: string, e
     problems.push(...err.problems);
   }
   const pgPassword = readPassword('postgres', config.postgres, env, problems, warnings);
+  const auth = config.http.auth;
+  // the same one-line secret file rules as the database's password (size cap, permissions warning)
+  const before = problems.length;
+  const httpSecret = auth === undefined ? undefined : readPassword('http.auth', { passwordFile: auth.type === 'basic' ? auth.passwordFile : auth.tokenFile }, env, problems, warnings);
+  if (auth?.type === 'bearer') for (const p of problems.slice(before)) p.path = 'http.auth.tokenFile';
   if (problems.length > 0) throw new ConfigError(file, problems);
-  return { link, pgPassword, warnings };
+  return { link, pgPassword, httpSecret, warnings };
 }
 
 export const DEFAULT_COLLECTOR_CONFIG_PATH = 'config/collector.yaml';

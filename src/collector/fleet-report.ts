@@ -61,6 +61,16 @@ export function fleetRows(s: FleetSnapshot): FleetRow[] {
   });
 }
 
+/** Why a device needs a look (the fleet page lists these first): offline, behind, a backlog, holes. */
+export function troubles(r: FleetRow, limits: { lagMs: number; pending: number }): Array<'offline' | 'lag' | 'backlog' | 'gaps'> {
+  const out: Array<'offline' | 'lag' | 'backlog' | 'gaps'> = [];
+  if (r.state === 'offline') out.push('offline');
+  if (r.lagMs !== null && r.lagMs > limits.lagMs) out.push('lag');
+  if (r.pending !== null && r.pending > limits.pending) out.push('backlog');
+  if (r.openGaps.ranges > 0) out.push('gaps');
+  return out;
+}
+
 export function fleetJson(s: FleetSnapshot): string {
   return safeJson({ generatedAt: s.now.toISOString(), devices: fleetRows(s), rejectedMessages: Object.fromEntries(s.rejected.map((r) => [r.reason, r.count])) });
 }

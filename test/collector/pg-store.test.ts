@@ -42,7 +42,7 @@ describe('the PostgreSQL store: tables', () => {
     expect(await b.open('migrate')).toEqual({ version: SCHEMA_VERSION, migratedFrom: SCHEMA_VERSION });
     await b.close();
     const tables = (await s.q("SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1", [s.schema])).map((r) => r.table_name);
-    expect(tables).toEqual(['devices', VERSION_TABLE, 'gaps', 'readings', 'rejected_messages'].sort());
+    expect(tables).toEqual(['devices', VERSION_TABLE, 'gaps', 'readings', 'rejected_messages', 'status_samples'].sort());
   });
 
   it('refuses a newer version of its tables, and tables it did not create, untouched', async () => {

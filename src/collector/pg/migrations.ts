@@ -68,6 +68,20 @@ export const MIGRATIONS: Array<(s: string) => string> = [
     );
     CREATE INDEX rejected_messages_received ON ${s}.rejected_messages (received_at);
   `,
+  // 1 -> 2: the fleet page (issue 20)
+  (s) => `
+    -- one device's sensor over a window (the page's charts, its sensor list): an index-only range scan
+    CREATE INDEX readings_device_sensor_ts ON ${s}.readings (device, sensor, ts) INCLUDE (value);
+
+    -- the devices' statuses over time (the page's backlog chart); pruned by the collector
+    CREATE TABLE ${s}.status_samples (
+      device  text NOT NULL,
+      at      timestamptz NOT NULL DEFAULT now(),
+      online  boolean,
+      pending bigint
+    );
+    CREATE INDEX status_samples_device_at ON ${s}.status_samples (device, at);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -12,6 +12,7 @@ export function tableNames(schema: string) {
     devices: `${s}.devices`,
     gaps: `${s}.gaps`,
     rejected: `${s}.rejected_messages`,
+    statusSamples: `${s}.status_samples`,
     version: `${s}.${VERSION_TABLE}`,
   };
 }

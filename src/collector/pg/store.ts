@@ -5,6 +5,7 @@ import type { Rejection } from '../decode.js';
 import { classifyPgError, isConfigFailure, pgErrorText, StoreConfigError, StoreUnavailableError } from './errors.js';
 import { readFleet, readGaps, readStoredState, type FleetSnapshot, type GapListing, type StoredState } from './fleet.js';
 import { openSchema, tableNames, type Tables } from './schema.js';
+import { pruneStatusSamples, readBacklog, readGapBands, readSensors, readSeries, type Bucket, type GapBand, type SensorInfo, type SeriesQuery } from './series.js';
 import { ConflictFound, DuplicatesFound, writeBatch, type ItemOutcome, type StoreItem } from './write.js';
 
 export type { ItemOutcome, StoreItem };
@@ -19,6 +20,8 @@ export interface PgStoreOptions {
   lockTimeoutMs: number;
   reorderWindowMs: number;
   applicationName?: string;
+  /** connections at most (default 3: two transactions of the writer, one for new devices' rows or a check) */
+  poolSize?: number;
 }
 
 /** A serialization failure or deadlock is tried again this often before the database counts as unavailable. */
@@ -51,8 +54,7 @@ export class PgStore {
     this.pool = new pg.Pool({
       connectionString: o.url,
       password: o.password,
-      // two transactions of the writer, and one for the rows of new devices or a check
-      max: 3,
+      max: o.poolSize ?? 3,
       connectionTimeoutMillis: o.connectTimeoutMs,
       statement_timeout: o.statementTimeoutMs,
       // the client's own bound covers a server that stopped answering (the server's cannot)
@@ -135,6 +137,26 @@ export class PgStore {
 
   gaps(device: string, limit = 10_000): Promise<GapListing> {
     return this.withClient((c) => readGaps(c, this.tables, device, limit));
+  }
+
+  sensors(device: string): Promise<SensorInfo[]> {
+    return this.withClient((c) => readSensors(c, this.tables, device));
+  }
+
+  series(q: SeriesQuery): Promise<Bucket[]> {
+    return this.withClient((c) => readSeries(c, this.tables, q));
+  }
+
+  gapBands(device: string, fromMs: number, toMs: number): Promise<GapBand[]> {
+    return this.withClient((c) => readGapBands(c, this.tables, device, fromMs, toMs));
+  }
+
+  backlog(q: Omit<SeriesQuery, 'sensor'>): ReturnType<typeof readBacklog> {
+    return this.withClient((c) => readBacklog(c, this.tables, q));
+  }
+
+  pruneStatusHistory(keepMs: number): Promise<number> {
+    return this.withClient((c) => pruneStatusSamples(c, this.tables, keepMs));
   }
 
   /** Per device: stored through which seq, and which ranges are missing past the reorder window (for a `stored` message). */

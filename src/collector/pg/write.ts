@@ -95,6 +95,7 @@ async function writeInTransaction(client: pg.ClientBase, t: Tables, items: reado
   await insertReadings(client, t, items, work, outcomes, detail);
   const gapChanges = await planDeviceGaps(client, t, work, nowMs, reorderWindowMs);
   await applyChanges(client, t, work, gapChanges, rejections);
+  await sampleStatuses(client, t, work);
   return outcomes;
 }
 
@@ -303,4 +304,15 @@ async function applyChanges(client: pg.ClientBase, t: Tables, work: Map<string, 
       devs.map(([, w]) => st(w)?.pending ?? null),
     ],
   });
+}
+
+/** The statuses that arrived live (not the broker's retained copy) go into the history the fleet page charts. */
+async function sampleStatuses(client: pg.ClientBase, t: Tables, work: Map<string, DeviceWork>): Promise<void> {
+  const live = [...work].filter(([, w]) => w.status && !w.status.retained);
+  if (live.length === 0) return;
+  await client.query(`INSERT INTO ${t.statusSamples} (device, online, pending) SELECT * FROM unnest($1::text[], $2::boolean[], $3::bigint[])`, [
+    live.map(([d]) => d),
+    live.map(([, w]) => w.status!.online),
+    live.map(([, w]) => w.status!.pending),
+  ]);
 }
