@@ -224,7 +224,9 @@ describe('Home Assistant discovery', () => {
     const goneTopic = 'homeassistant/sensor/rm/gone/config';
     try {
       await first.daemon.start();
-      await waitFor(() => w.on(goneTopic).length === 1 && w.on(keepTopic).length === 1, 10_000, 'the first announcement');
+      // two sensors and four diagnostics
+      await waitFor(() => w.seen.length === 6, 10_000, 'the first announcement');
+      expect(w.on(goneTopic)).toHaveLength(1);
       const perConfig = w.seen.length;
       // Home Assistant restarted: its birth message (not retained) asks every device to announce again
       await w.publish('homeassistant/status', 'online');
