@@ -9,6 +9,7 @@ import { StorageKeeper } from './store/keeper.js';
 import type { Store } from './store/store.js';
 import { MqttLink } from './mqtt/link.js';
 import { SyncLoop } from './sync/sync-loop.js';
+import { AckBook } from './sync/ack-book.js';
 import { DropAnnouncer } from './sync/drop-announcer.js';
 import { LinkJournal } from './sync/link-journal.js';
 import { OnlineMode } from './sync/online-mode.js';
@@ -47,8 +48,10 @@ function build(config: Config, store: Store, log: Logger, now: () => number, sta
     log.child({ module: 'mqtt' }),
     now,
   );
-  const sync = new SyncLoop(store, link, { ...s, deviceId: device.id, topic: topics.readings, protocolVersion: m.protocolVersion }, log.child({ module: 'sync' }), now);
-  const keeper = new StorageKeeper(store, sync, config.retention, log.child({ module: 'retention' }), now);
+  // acknowledged rows ride on the keeper's next append (no fsync of their own)
+  const acks = new AckBook(store, { writeDelayMs: s.ackWriteDelayMs }, log.child({ module: 'sync' }), now);
+  const sync = new SyncLoop(store, link, { ...s, deviceId: device.id, topic: topics.readings, protocolVersion: m.protocolVersion }, log.child({ module: 'sync' }), now, acks);
+  const keeper = new StorageKeeper(store, sync, { ...config.retention, commitWindowMs: config.database.commitWindowMs }, log.child({ module: 'retention' }), now, acks);
   const sensorLog = log.child({ module: 'sensors' });
   const sensors = config.sensors.map((c) => ({ sensor: createSensor(c, config.host, { warn: (o, msg) => sensorLog.warn(o, msg) }), schedule: c.schedule, readAtStart: c.readAtStart }));
   const sampler = new Sampler(sensors, keeper, log.child({ module: 'sampler' }), { readTimeoutMs: 10_000, clockFloorMs: CLOCK_FLOOR_MS, now: opts.now });

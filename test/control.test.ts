@@ -13,7 +13,7 @@ describe('control protocol: parseRequest', () => {
       expect(parseRequest(line({ cmd })), cmd).toEqual({ cmd, args: {} });
       expect(parseRequest(line({ cmd, args: {} })), cmd).toEqual({ cmd, args: {} });
     }
-    expect(Object.keys(REQUESTS).sort()).toEqual(['offline', 'online', 'ping', 'record', 'requeue', 'status', 'sync']);
+    expect(Object.keys(REQUESTS).sort()).toEqual(['nudge', 'offline', 'online', 'ping', 'record', 'requeue', 'status', 'sync']);
     expect(parseRequest(line({ cmd: 'record', args: { amount: 1, note: 'x' } }))).toMatchObject({ error: /bad arguments for record/ });
   });
 
@@ -36,6 +36,7 @@ describe('control protocol: parseRequest', () => {
       [{ cmd: 'ping', args: { extra: true } }, /bad arguments for ping/],
       [{ cmd: 'status', args: null }, /bad arguments for status/],
       [{ cmd: 'status', args: [] }, /bad arguments for status/],
+      [{ cmd: 'nudge', args: { now: true } }, /bad arguments for nudge/],
     ];
     for (const [req, message] of bad) expect(parseRequest(line(req)), line(req)).toEqual({ error: expect.stringMatching(message) });
   });
@@ -87,6 +88,7 @@ function fakeParts(over: { offline?: boolean; connected?: boolean; lastError?: s
         return new Promise<SyncReport>((r) => (release = r));
       },
       rewind: () => void calls.push('rewind'),
+      nudge: () => void calls.push('nudge'),
     },
     link: { connected: over.connected ?? true, lastError: over.lastError, connectNow: () => void calls.push('connectNow') },
     readings: { appendTicks: (ticks) => void calls.push(`append ${ticks.map((t) => t.readings.map((r) => `${r.sensor}=${r.value}`).join(',')).join(';')}`) },

@@ -4,7 +4,7 @@
 // collectd (pinned) where it is installed. Each contender runs in 3 copies: the median is reported.
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { daemonConfig, startDaemon, DEFAULT_SENSORS, simSensors, TOPIC_PREFIX } from '../lib/daemon.mjs';
@@ -20,6 +20,39 @@ function maxSeq(db) {
   } finally {
     c.close();
   }
+}
+
+/**
+ * WAL frames (page writes) a database received: polls mxFrame and the salt in the wal-index header
+ * (the -shm file) and adds what each look shows; a restarted WAL (new salt or a smaller mxFrame)
+ * counts from zero again. A restart and regrowth between two looks would be missed: the looks come
+ * every 100 ms, commits at most a few a second.
+ */
+function walFrameCounter(db) {
+  let total = 0;
+  let last = 0;
+  let salt = '';
+  const buf = Buffer.alloc(48);
+  const look = () => {
+    let fd;
+    try {
+      fd = openSync(db + '-shm', 'r');
+      if (readSync(fd, buf, 0, 48, 0) < 48) return;
+    } catch {
+      return;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    const mx = buf.readUInt32LE(16);
+    const s = buf.subarray(32, 40).toString('hex');
+    if (s !== salt || mx < last) {
+      total += mx;
+      salt = s;
+    } else total += mx - last;
+    last = mx;
+  };
+  const timer = setInterval(look, 100);
+  return { get: () => (look(), total), stop: () => clearInterval(timer) };
 }
 
 const COLLECTD = '/usr/sbin/collectd';
@@ -80,6 +113,12 @@ async function collectdCounter(url) {
   return { get: (h) => ({ ...(counts.get(h) ?? { messages: 0, values: 0 }) }), stop: () => client.endAsync(true) };
 }
 
+/**
+ * BENCH_STEADY_KINDS=default,sim10-pinned runs only these contenders (a short look at the disk
+ * bytes while developing: those do not depend on the machine's load, CPU figures do).
+ */
+const KINDS = process.env.BENCH_STEADY_KINDS ? new Set(process.env.BENCH_STEADY_KINDS.split(',')) : undefined;
+
 export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
   const dir = join(ctx.workDir, 'steady');
   mkdirSync(dir, { recursive: true });
@@ -87,20 +126,22 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
   const list = [];
   const cc = collectdAvailable() ? await collectdCounter(url) : undefined;
   for (let i = 0; i < copies; i++) {
-    const add = (kind, device, start, count) => list.push({ kind, device, proc: start(), count });
+    const add = (kind, device, start, count, frames) => (!KINDS || KINDS.has(kind)) && list.push({ kind, device, proc: start(), count, frames: frames?.() });
     const daemon = (kind, device, sensors, pin, extra = {}) => {
       const db = join(dir, `${device}.db`);
       // retention as on a device past its first 3 days: every reading that is added is also
       // deleted later, and the sync log is pruned; a short age puts both inside the window
       const retention = { syncedMaxAge: '1m', pruneIntervalMs: 10_000, syncLogMaxRows: 100 };
       const cfg = daemonConfig(dir, { db, url, device, sensors, retention, ...extra });
-      add(kind, device, () => startDaemon(cfg, { pin }), () => maxSeq(db));
+      add(kind, device, () => startDaemon(cfg, { pin }), () => maxSeq(db), () => walFrameCounter(db));
     };
     // the default sensors on one core too: what a Pi Zero 2 or a busy Pi gives the daemon
     daemon('default', `default-${i}`, DEFAULT_SENSORS, 0);
     // the SD-card trade-off: acknowledged rows marked once a minute instead of every second
     daemon('default-sync60s', `default60-${i}`, DEFAULT_SENSORS, 0, { sync: { intervalMs: 60_000 } });
     daemon('sim10-pinned', `sim10p-${i}`, simSensors(10), 0);
+    // the SD-card setting: readings wait in memory up to 10 s and are committed together
+    daemon('sim10-window10s', `sim10w-${i}`, simSensors(10), 0, { database: { commitWindowMs: 10_000 } });
     daemon('sim10', `sim10-${i}`, simSensors(10));
     // the CPU trade-off: one sync round (publish, PUBACK, a transaction) per 10 s instead of per second
     daemon('sim10-pinned-sync10s', `sim10s-${i}`, simSensors(10), 0, { sync: { intervalMs: 10_000 } });
@@ -116,7 +157,7 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
   const snap = () =>
     list.map((c) => {
       try {
-        return { cpu: threadCpuUs(c.proc.pid), wb: writeBytes(c.proc.pid), n: c.count(), mem: memMb(c.proc.pid), values: c.kind.startsWith('collectd') ? cc.get(c.device).values : undefined };
+        return { cpu: threadCpuUs(c.proc.pid), wb: writeBytes(c.proc.pid), n: c.count(), mem: memMb(c.proc.pid), frames: c.frames?.get(), values: c.kind.startsWith('collectd') ? cc.get(c.device).values : undefined };
       } catch (err) {
         throw new Error(`${c.kind} ${c.device} is not running: ${(c.proc.err?.() ?? '').slice(-400)}`, { cause: err });
       }
@@ -124,12 +165,14 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
   const a = snap();
   await sleep(windowMs);
   const b = snap();
+  for (const c of list) c.frames?.stop();
   await Promise.all(list.map((c) => (c.proc.child ? stopChild(c.proc) : undefined)));
   await cc?.stop();
   const by = {};
   list.forEach((c, i) => {
     const n = b[i].n - a[i].n;
-    const r = (by[c.kind] ??= { cpu: [], disk: [], rss: [], n: [], cpuPerValue: [], cpuPerS: [], valuesPerS: [] });
+    const r = (by[c.kind] ??= { cpu: [], disk: [], rss: [], n: [], cpuPerValue: [], cpuPerS: [], valuesPerS: [], frames: [] });
+    if (b[i].frames !== undefined) r.frames.push(n > 0 ? (b[i].frames - a[i].frames) / n : NaN);
     r.n.push(n);
     r.cpuPerS.push((b[i].cpu - a[i].cpu) / (windowMs / 1000));
     r.cpu.push(n > 0 ? (b[i].cpu - a[i].cpu) / n : NaN);
@@ -143,6 +186,7 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
   const out = {};
   for (const [k, r] of Object.entries(by)) {
     out[k] = { readings: summarize(r.n), cpu_us_per_reading: summarize(r.cpu), cpu_us_per_s: summarize(r.cpuPerS), disk_bytes_per_reading: summarize(r.disk), rss_mb: summarize(r.rss) };
+    if (r.frames.length) out[k].wal_frames_per_reading = summarize(r.frames);
     if (r.cpuPerValue.length) {
       out[k].cpu_us_per_value = summarize(r.cpuPerValue);
       out[k].values_per_s = summarize(r.valuesPerS);

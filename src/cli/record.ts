@@ -3,6 +3,8 @@ import { CLOCK_FLOOR_MS } from '../version.js';
 import { FLAG_CLOCK_SUSPECT, manualReadingProblems, parseDecimal } from '../sensors/reading.js';
 import { configOption, CliError, type Command } from './command.js';
 import { cliConfig, cliStore, printJson } from './context.js';
+import { DaemonNotRunningError, sendControl } from '../control/client.js';
+import { socketPathOf } from '../control/protocol.js';
 
 export const recordCommand: Command = {
   name: 'record',
@@ -37,6 +39,10 @@ export const recordCommand: Command = {
         now < CLOCK_FLOOR_MS ? FLAG_CLOCK_SUSPECT : 0,
       );
       const row = store.reading(r.firstSeq);
+      // a running daemon looks for pending rows when its own writes nudge it: tell it about this one
+      await sendControl(socketPathOf(config), 'nudge', {}, 2000).catch((err: Error) => {
+        if (!(err instanceof DaemonNotRunningError)) process.stderr.write(`note: the running daemon was not told (${err.message}); it sends the reading at its next look, within 30 s\n`);
+      });
       if (values.json) printJson(row);
       else process.stdout.write(`recorded seq ${r.firstSeq} (${row?.id}): ${amount}${values.description ? ` "${values.description}"` : ''}; pending until the broker acknowledges it\n`);
       return EXIT.OK;

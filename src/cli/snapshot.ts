@@ -34,7 +34,10 @@ const ERROR_EVENTS = ['batch_rejected', 'batch_timeout', 'rows_parked', 'connect
  */
 export function buildStatus(store: Store, live: LiveStatus | undefined, nowMs = Date.now()): StatusSnapshot {
   const st = store.stats();
-  const lastAck = store.lastEvent(['batch_acked']);
+  // batch_acked: one event per batch (before the AckBook); batches_acked: a summary per minute
+  const lastAck = store.lastEvent(['batch_acked', 'batches_acked']);
+  const loggedAckAt = (lastAck?.details as { lastAckAt?: unknown } | null | undefined)?.lastAckAt;
+  const liveAckAt = live?.sync?.lastAckAt;
   const lastErr = store.lastEvent(ERROR_EVENTS);
   const retry = store.retryStats();
   const saved = parseJson(store.getConfig(STATE_KEY)) as { link?: string; lastError?: string } | undefined;
@@ -47,13 +50,13 @@ export function buildStatus(store: Store, live: LiveStatus | undefined, nowMs = 
     database: { path: store.path, bytes: st.fileBytes },
     daemon,
     mode,
-    pending: st.pending,
+    pending: Math.max(0, st.pending - (live?.ackedWaiting ?? 0)),
     parked: st.parked,
     parkedReasons: st.parked > 0 ? store.parkedByReason() : [],
-    synced: st.syncedTotal,
+    synced: st.syncedTotal + (live?.ackedUncounted ?? 0),
     oldestPendingTs: st.oldestPendingTs,
     oldestPendingAgeMs: st.oldestPendingTs ? Math.max(0, nowMs - Date.parse(st.oldestPendingTs)) : null,
-    lastAckAt: lastAck?.timestamp ?? null,
+    lastAckAt: liveAckAt ? new Date(liveAckAt).toISOString() : typeof loggedAckAt === 'string' ? loggedAckAt : (lastAck?.timestamp ?? null),
     lastError: lastErr ? { at: lastErr.timestamp, type: lastErr.event_type, details: lastErr.details } : null,
     retries: { pendingRowsRetried: retry.rows, maxRetryCount: retry.maxRetry },
     lostTotal: losses.lost + losses.dropped + (live?.unsavedLost ?? 0),

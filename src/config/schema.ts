@@ -150,6 +150,7 @@ export const configSchema = z
         // FULL: a reading reported committed survives a power cut (NORMAL lost some in our own trial)
         synchronous: z.enum(['FULL', 'NORMAL']).default('FULL').describe('`FULL` makes every committed reading survive a power cut; `NORMAL` loses what was committed since the last WAL checkpoint (see [durability](durability.md)).'),
         busyTimeoutMs: int(0, 600_000).default(5000).describe('How long a writer waits for another one (the CLI beside the daemon) before it gives up.'),
+        commitWindowMs: int(0, 600_000).default(0).describe('For SD cards: readings wait in memory up to this long and are committed together (one fsync per window instead of one per tick; at most 50,000 readings, and at once on SIGTERM). A power cut loses at most one window of readings, which never got a seq: no false gap. 0: every tick is committed at once (see [durability](durability.md#commit-window)).'),
       })
       .prefault({})
       .describe('The SQLite database every reading is committed to before it is sent.'),
@@ -207,7 +208,8 @@ export const configSchema = z
       .strictObject({
         batchSize: int(1, 100_000).default(500).describe("Readings per MQTT message at most; a batch is split further to stay under the broker's Maximum Packet Size."),
         maxInFlight: int(1, 1000).default(8).describe("Batches awaiting their PUBACK at once, never more than the broker's Receive Maximum − 1. A fault resends at most `maxInFlight` × `batchSize` readings."),
-        intervalMs: int(10, 3_600_000).default(1000).describe('How often to look for pending rows when idle. Longer: fewer sync rounds (less CPU and fewer SD-card writes), readings reach the broker later.'),
+        intervalMs: int(10, 3_600_000).default(1000).describe('The shortest time between two sync rounds. A round starts when readings are committed (and at least every 30 s or this interval when idle, for rows written by other means). Longer: fewer rounds (less CPU and fewer SD-card writes), readings reach the broker later.'),
+        ackWriteDelayMs: int(0, 600_000).default(10_000).describe('Rows the broker acknowledged are marked synced in the next append\'s transaction (no fsync of their own); with no append within this time, in one of their own. A crash before that write resends them (duplicates, never a loss; see [durability](durability.md#acknowledged-rows)). `sync`, SIGTERM and shutdown write them at once.'),
         publishTimeoutMs: int(100, 600_000).default(10_000).describe("No PUBACK by then: the batch's outcome is unknown; the daemon reconnects and its rows are sent again."),
         shutdownTimeoutMs: int(0, 600_000).default(5000).describe('On SIGTERM, how long to wait for the PUBACKs of batches in flight.'),
         compression: z.enum(['none', 'gzip']).default('none').describe('`gzip` compresses each readings payload (MQTT 5 content type `application/json+gzip`; under MQTT 3.1.1 consumers must know it from configuration).'),

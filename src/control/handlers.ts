@@ -10,7 +10,7 @@ export interface HandlerParts {
   status: Pick<DeviceStatus, 'live' | 'linkView'>;
   mode: { readonly offlineByChoice: boolean; set(online: boolean): Promise<void> };
   store: { countPending(): number; requeue(ids?: readonly string[]): number; logEvent(type: string, details: Record<string, unknown>): void };
-  sync: { syncNow(timeoutMs: number, skipBackoff: boolean): Promise<SyncReport>; rewind(): void };
+  sync: { syncNow(timeoutMs: number, skipBackoff: boolean): Promise<SyncReport>; rewind(): void; nudge(): void };
   link: { readonly connected: boolean; readonly lastError?: string; connectNow(): void };
   /** where a reading typed by an operator goes: the sampler's sink (the storage keeper) */
   readings: { appendTicks(ticks: readonly Tick[]): void };
@@ -85,6 +85,10 @@ export function controlHandlers(parts: HandlerParts, log: Logger) {
       parts.readings.appendTicks([{ tsMs: t, flags: t < CLOCK_FLOOR_MS ? FLAG_CLOCK_SUSPECT : 0, readings: [r] }]);
       log.info({ sensor: r.sensor, value: r.value }, 'manual reading recorded');
       return { recorded: { sensor: r.sensor, value: r.value, unit: r.unit, ts: new Date(t).toISOString() } };
+    },
+    nudge: () => {
+      sync.nudge();
+      return {};
     },
   } satisfies ControlHandlers;
 }

@@ -8,6 +8,8 @@ export const REQUESTS = {
   online: noArgs,
   offline: noArgs,
   status: noArgs,
+  /** new rows were written beside the daemon (`record`): look for pending rows now */
+  nudge: noArgs,
   sync: z.strictObject({ timeoutMs: z.number().int().min(100).max(600_000).optional() }).default({}),
   requeue: z.strictObject({ ids: z.array(z.string().min(1).max(64)).max(100_000).optional() }).default({}),
   // the values themselves are judged by manualReadingProblems (the same rules as the CLI's record)

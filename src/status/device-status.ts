@@ -35,6 +35,10 @@ export interface LiveStatus {
   inFlightBatches: number;
   window: number;
   unsavedLost?: number;
+  /** rows acknowledged by the broker, still pending in the database (written with the next append) */
+  ackedWaiting?: number;
+  /** rows acknowledged by the broker, not yet in the database's synced_total */
+  ackedUncounted?: number;
   acceptingReadings?: boolean;
   sync?: SyncStats;
   sampler?: SamplerStats;
@@ -55,7 +59,7 @@ export interface StatusSources {
   link: { readonly connected: boolean; readonly state: string; readonly lastError?: string };
   mode: { readonly offlineByChoice: boolean };
   keeper: { lostTotal(): number; readonly unsaved: number; readonly acceptingReadings: boolean };
-  sync: { readonly stats: SyncStats };
+  sync: { readonly stats: SyncStats; readonly acks: { readonly waitingRows: number; readonly uncountedRows: number } };
   sampler: { readonly stats: SamplerStats };
 }
 
@@ -100,16 +104,18 @@ export class DeviceStatus {
     const { store, link, mode, keeper, sync } = this.from;
     const st = store.stats();
     const now = this.now();
+    // acknowledged rows not written down yet are synced for everyone who asks (AckBook)
+    const { waitingRows, uncountedRows } = sync.acks;
     return {
       device: this.device,
       // offline by choice may keep a connection for remote commands: still offline for everyone else
       state: link.connected && !mode.offlineByChoice ? 'online' : 'offline',
       ...(mode.offlineByChoice ? { reason: 'offline by choice' } : {}),
       mode: mode.offlineByChoice ? 'offline-by-choice' : 'online',
-      pending: st.pending,
+      pending: Math.max(0, st.pending - waitingRows),
       oldestPendingAgeMs: st.oldestPendingTs ? Math.max(0, now - Date.parse(st.oldestPendingTs)) : null,
       parked: st.parked,
-      syncedTotal: st.syncedTotal,
+      syncedTotal: st.syncedTotal + uncountedRows,
       lostTotal: keeper.lostTotal(),
       lastAckAt: sync.stats.lastAckAt ? new Date(sync.stats.lastAckAt).toISOString() : null,
       dbBytes: st.fileBytes,
@@ -130,6 +136,8 @@ export class DeviceStatus {
       inFlightBatches: sync.stats.inFlightBatches,
       window: sync.stats.window,
       unsavedLost: keeper.unsaved,
+      ackedWaiting: sync.acks.waitingRows,
+      ackedUncounted: sync.acks.uncountedRows,
       acceptingReadings: keeper.acceptingReadings,
       sync: sync.stats,
       sampler: sampler.stats,

@@ -2,10 +2,11 @@ import { EventEmitter } from 'node:events';
 import type { RetentionConfig } from '../config/schema.js';
 import type { Tick } from '../sensors/reading.js';
 import type { Logger } from '../util/logger.js';
+import { firstThenEvery, Repeating } from '../util/log-throttle.js';
 import { isCorruption } from './database.js';
 import { DiskGuard } from './disk-guard.js';
 import { Retention } from './retention.js';
-import type { Store } from './store.js';
+import type { AckWrite, Store } from './store.js';
 
 const STORAGE_FULL = 'STORAGE_FULL';
 
@@ -30,6 +31,23 @@ export type KeeperEvents = {
 
 const REFUSED = 'storage full (stop-sampling)';
 
+/** Readings held in a commit window at most: past this they are committed at once. */
+export const COMMIT_WINDOW_MAX_READINGS = 50_000;
+
+/**
+ * Writes that ride on the next append's transaction instead of one of their own: acknowledged rows
+ * marked synced (src/sync/ack-book.ts). `written` is called only once that transaction committed.
+ */
+export interface WriteRider {
+  take(): AckWrite | undefined;
+  written(w: AckWrite): void;
+}
+
+export interface KeeperOptions extends RetentionConfig {
+  /** readings wait in memory up to this long and are committed together (database.commitWindowMs; 0: at once) */
+  commitWindowMs?: number;
+}
+
 /**
  * The store's upkeep while the daemon runs: the way readings go in (refused while full under
  * stop-sampling), the disk guard after every write and on a timer, retention by age, and every
@@ -44,14 +62,21 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
   /** readings lost while the loss could not be written down (disk full) */
   private unsavedLost = 0;
   private lastWriteError: string | null = null;
+  /** readings waiting for the commit window to close; they get their seq at the commit */
+  private held: Tick[] = [];
+  private heldCount = 0;
+  private windowTimer?: NodeJS.Timeout;
+  /** commits of a window that failed: logged when they start, then every 100th */
+  private readonly windowTrouble = new Repeating(firstThenEvery(100));
 
   constructor(
     private readonly store: Store,
     /** the seq range the sync loop has in flight: never dropped */
     private readonly inFlight: { inFlightRange(): [number, number] | undefined },
-    private readonly opts: RetentionConfig,
+    private readonly opts: KeeperOptions,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    private readonly rider?: WriteRider,
   ) {
     super();
     this.retention = new Retention(store, { syncedMaxAgeMs: opts.syncedMaxAge, syncLogMaxRows: opts.syncLogMaxRows }, log);
@@ -65,7 +90,9 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
     this.runGuard();
   }
 
+  /** Stops the timers; readings held in a commit window are committed first. */
   stop(): void {
+    this.commitHeld();
     clearInterval(this.retentionTimer);
     clearInterval(this.guardTimer);
     clearTimeout(this.guardSoon);
@@ -86,8 +113,46 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
     return t.lost + t.dropped + this.unsavedLost;
   }
 
-  /** The sampler's sink. Throws StorageFullError (refused, counted) or the store's error (lost, counted). */
+  /** Readings held in the commit window, not committed yet. */
+  get heldReadings(): number {
+    return this.heldCount;
+  }
+
+  /**
+   * The sampler's sink. Throws StorageFullError (refused, counted) or the store's error (lost,
+   * counted). With a commit window the readings are held and committed when it closes (a failure
+   * then is counted and logged here: the sampler has moved on).
+   */
   appendTicks(ticks: readonly Tick[]): void {
+    const window = this.opts.commitWindowMs ?? 0;
+    if (window <= 0) return this.commit(ticks);
+    for (const t of ticks) {
+      this.held.push(t);
+      this.heldCount += t.readings.length;
+    }
+    if (this.heldCount >= COMMIT_WINDOW_MAX_READINGS) this.commitHeld();
+    else this.windowTimer ??= setTimeout(() => this.commitHeld(), window);
+  }
+
+  /** Commits the readings held in the commit window now (the window closed, SIGTERM, stop). */
+  commitHeld(): void {
+    clearTimeout(this.windowTimer);
+    this.windowTimer = undefined;
+    if (this.held.length === 0) return;
+    const ticks = this.held;
+    const count = this.heldCount;
+    this.held = [];
+    this.heldCount = 0;
+    try {
+      this.commit(ticks);
+      const failures = this.windowTrouble.ended();
+      if (failures > 0) this.log.info({ failures }, 'committing readings works again');
+    } catch (err) {
+      if (this.windowTrouble.occurred(undefined, count)) this.log.error({ err, lostNow: count }, 'cannot store the readings of a commit window; they are lost');
+    }
+  }
+
+  private commit(ticks: readonly Tick[]): void {
     let count = 0;
     for (const t of ticks) count += t.readings.length;
     if (!this.guard.acceptingReadings) {
@@ -95,7 +160,7 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
       throw new StorageFullError();
     }
     try {
-      this.store.appendTicks(ticks);
+      this.appendWithRider(ticks);
     } catch (err) {
       this.lose(count, err as Error & { code?: string });
       throw err;
@@ -103,6 +168,23 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
     this.lastWriteError = null;
     if (this.guard.overLimit()) this.runGuard();
     this.tell('written', count, ticks);
+  }
+
+  /** The append carries what rides on it (acknowledged rows); a failure is never blamed on the rider. */
+  private appendWithRider(ticks: readonly Tick[]): void {
+    const extra = this.rider?.take();
+    if (!extra) {
+      this.store.appendTicks(ticks, undefined, this.now());
+      return;
+    }
+    try {
+      this.store.appendTicks(ticks, extra, this.now());
+    } catch {
+      // the readings matter more than their passenger: once more without it (it waits for the next)
+      this.store.appendTicks(ticks, undefined, this.now());
+      return;
+    }
+    this.rider?.written(extra);
   }
 
   /** Refused readings get seqs of their own and are announced upstream as a dropped range. */

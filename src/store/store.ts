@@ -23,6 +23,19 @@ export interface AppendResult {
   count: number;
 }
 
+/**
+ * Acknowledged rows written down: marked synced, counted, summed up in sync_log. Rides on the next
+ * append's transaction (src/sync/ack-book.ts) or, when none comes in time, goes in one of its own.
+ */
+export interface AckWrite {
+  /** rows the broker acknowledged (PUBACK): marked synced */
+  seqs: readonly number[];
+  /** added to synced_total: rows acknowledged since the counter was last written */
+  counted: number;
+  /** a `batches_acked` sync_log event summing up the batches since the last one */
+  summary?: Record<string, unknown>;
+}
+
 export interface StoreStats {
   pending: number;
   parked: number;
@@ -46,7 +59,7 @@ export interface SyncLogEntry {
 export class Store {
   readonly db: SqliteDb;
   private readonly stmts: ReturnType<typeof prepareStatements>;
-  private readonly appendTx: Database.Transaction<(ticks: readonly Tick[]) => AppendResult>;
+  private readonly appendTx: Database.Transaction<(ticks: readonly Tick[], acks: AckWrite | undefined, at: string) => AppendResult>;
 
   /** seq never goes below this: set when a damaged database was replaced, so seq stays monotonic */
   private seqFloor: number;
@@ -63,7 +76,7 @@ export class Store {
       this.db.close();
       throw isCorruption(err) ? corruptError(path, err) : err;
     }
-    this.appendTx = this.db.transaction((ticks: readonly Tick[]) => {
+    this.appendTx = this.db.transaction((ticks: readonly Tick[], acks: AckWrite | undefined, at: string) => {
       const s = this.stmts;
       // seq = max(rowid) + 1 inside the write transaction: the daemon and a CLI `record`
       // can both write without a shared counter. Retention never deletes the newest row,
@@ -77,6 +90,7 @@ export class Store {
           seq++;
         }
       }
+      if (acks) this.applyAcks(acks, at);
       return { firstSeq: first, lastSeq: seq - 1, count: seq - first };
     });
   }
@@ -97,9 +111,12 @@ export class Store {
     return this.appendTicks([{ tsMs, flags, readings }]);
   }
 
-  /** Stores several ticks (sensors that fired together) in one transaction: one fsync for all. */
-  appendTicks(ticks: readonly Tick[]): AppendResult {
-    return this.appendTx.immediate(ticks);
+  /**
+   * Stores several ticks (sensors that fired together) in one transaction: one fsync for all. `acks`
+   * (rows the broker acknowledged) are written in the same transaction: no fsync of their own.
+   */
+  appendTicks(ticks: readonly Tick[], acks?: AckWrite, atMs: number = Date.now()): AppendResult {
+    return this.appendTx.immediate(ticks, acks, new Date(atMs).toISOString());
   }
 
   /** The oldest pending rows with seq > afterSeq, oldest first (through the partial index). */
@@ -109,25 +126,29 @@ export class Store {
 
   /** Acknowledged by the broker: synced in one transaction, with the running total. */
   markSynced(seqs: readonly number[], atMs: number = Date.now()): number {
-    return this.settleAcked([{ seqs }], atMs);
+    const at = new Date(atMs).toISOString();
+    return this.db
+      .transaction(() => {
+        const n = this.applyAcks({ seqs, counted: 0 }, at);
+        if (n > 0) this.stmts.addConfigInt.run('synced_total', n, at);
+        return n;
+      })
+      .immediate();
   }
 
-  /**
-   * Several acknowledged batches in one transaction (one fsync): rows synced, the running total
-   * updated, and a `batch_acked` sync_log event per batch that carries one.
-   */
-  settleAcked(batches: ReadonlyArray<{ seqs: readonly number[]; event?: Record<string, unknown> }>, atMs: number = Date.now()): number {
+  /** Acknowledged rows written down in a transaction of their own (no append came to carry them). */
+  settleAcked(acks: AckWrite, atMs: number = Date.now()): number {
     const at = new Date(atMs).toISOString();
-    const tx = this.db.transaction(() => {
-      let n = 0;
-      for (const b of batches) {
-        n += this.stmts.markSynced.run(at, JSON.stringify(b.seqs)).changes;
-        if (b.event) this.stmts.logEvent.run(at, 'batch_acked', JSON.stringify(b.event));
-      }
-      if (n > 0) this.stmts.addConfigInt.run('synced_total', n, at);
-      return n;
-    });
-    return tx.immediate();
+    return this.db.transaction(() => this.applyAcks(acks, at)).immediate();
+  }
+
+  /** Inside a write transaction: rows synced, the running total, the summary event. Returns the rows marked. */
+  private applyAcks(acks: AckWrite, at: string): number {
+    // one statement for all the seqs, as a JSON array, not one call per row (docs/benchmarks.md, "Drain")
+    const n = acks.seqs.length > 0 ? this.stmts.markSynced.run(at, JSON.stringify(acks.seqs)).changes : 0;
+    if (acks.counted > 0) this.stmts.addConfigInt.run('synced_total', acks.counted, at);
+    if (acks.summary) this.stmts.logEvent.run(at, 'batches_acked', JSON.stringify(acks.summary));
+    return n;
   }
 
   /** The outcome is unknown (timeout, connection lost): rows stay pending, the attempt is counted. */

@@ -1,19 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import type { Logger } from '../util/logger.js';
-import type { PendingRow } from '../store/store.js';
+import type { AckWrite, PendingRow } from '../store/store.js';
 import { Backoff } from '../util/backoff.js';
-import { firstOnly, Repeating } from '../util/log-throttle.js';
 import type { LinkLimits } from '../mqtt/link.js';
 import { encodeReadings } from './payload.js';
 import { PacketBudget } from './packet-budget.js';
-import { FailedBatches, noteError, type Batch } from './failed-batches.js';
+import { FailedBatches, type Batch } from './failed-batches.js';
+import { AckBook } from './ack-book.js';
 
 /** What the sync loop needs from the store: a transaction-like buffer (Telegraf's BeginTransaction/EndTransaction). */
 export interface SyncStore {
   takePending(limit: number, afterSeq: number): PendingRow[];
-  /** marks acknowledged batches synced in one transaction, logging one event per batch */
-  settleAcked(batches: ReadonlyArray<{ seqs: readonly number[]; event: Record<string, unknown> }>, atMs: number): number;
+  /** acknowledged rows marked synced in a transaction of their own (see AckBook) */
+  settleAcked(acks: AckWrite, atMs: number): number;
   recordUnknown(seqs: readonly number[]): void;
   recordRejected(seqs: readonly number[], maxAttempts: number, atMs?: number, reason?: string): number;
   /** rows that can never be delivered as they are: parked at once, with the reason */
@@ -35,7 +35,12 @@ export interface SyncOptions {
   topic: string;
   batchSize: number;
   maxInFlight: number;
+  /** the shortest time between two looks for pending rows; with nothing pending, a look every IDLE_LOOK_MS at least */
   intervalMs: number;
+  /** with nothing pending, the next look after this long at the latest (default IDLE_LOOK_MS; tests that write beside the loop shorten it) */
+  idleLookMs?: number;
+  /** acknowledged rows wait this long at most for an append to write them (0 or absent: at once) */
+  ackWriteDelayMs?: number;
   publishTimeoutMs: number;
   compression: 'none' | 'gzip';
   protocolVersion: 4 | 5;
@@ -67,6 +72,13 @@ export interface SyncReport {
 }
 
 /**
+ * With nothing pending, the loop looks again after this long (or sync.intervalMs, if longer): new
+ * rows nudge it (the keeper's writes, a CLI `record` over the control socket), this look is for
+ * anything else that writes to the database.
+ */
+export const IDLE_LOOK_MS = 30_000;
+
+/**
  * Moves pending rows to the broker. Each batch ends in exactly one outcome:
  *  - acked: PUBACK with a success code; rows marked synced (never earlier);
  *  - rejected: the broker refused it; rows counted, retried after backoff, parked after maxAttempts;
@@ -84,16 +96,15 @@ export class SyncLoop {
   private wakeDueAt = 0;
   private running = false;
   private paused = false;
-  private acked: Array<{ batch: Batch; atMs: number }> = [];
+  /** when the loop last looked for pending rows */
+  private lastLookAt = -Infinity;
   /** after a refusal or a timeout, one batch at a time until something is acknowledged again */
   private probing = false;
   private readonly budget = new PacketBudget();
   private readonly failed: FailedBatches;
-  private ackFlushScheduled = false;
-  /** acknowledgements that could not be recorded are retried after this time */
-  private ackRetryAt = 0;
-  /** failures to record acknowledgements: an error line when they start, one when they end */
-  private readonly ackTrouble = new Repeating(firstOnly);
+  private pumpScheduled = false;
+  /** acknowledged rows until they are written down (with the next append, or alone) */
+  readonly acks: AckBook;
   private idleWaiters: Array<() => void> = [];
   readonly stats: SyncStats = { ackedBatches: 0, ackedRows: 0, rejectedBatches: 0, unknownBatches: 0, parkedRows: 0, inFlightBatches: 0, window: 0 };
 
@@ -103,7 +114,9 @@ export class SyncLoop {
     private readonly opts: SyncOptions,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    acks?: AckBook,
   ) {
+    this.acks = acks ?? new AckBook(store, { writeDelayMs: opts.ackWriteDelayMs ?? 0 }, log, now);
     this.backoff = new Backoff(opts.retry.initialDelayMs, opts.retry.maxDelayMs);
     this.failed = new FailedBatches(store, this.stats, this.budget, { maxAttempts: opts.retry.maxAttempts, publishTimeoutMs: opts.publishTimeoutMs }, log, now);
   }
@@ -138,10 +151,11 @@ export class SyncLoop {
   private pump(): void {
     clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
-    this.flushAcks();
-    if (this.acked.length > 0) {
-      // acknowledgements not recorded yet (storage full): nothing new until they are
-      this.wakeAt(Math.max(10, this.ackRetryAt - this.now()));
+    this.pumpScheduled = false;
+    this.acks.writeIfDue();
+    if (this.acks.stuck) {
+      // acknowledgements that cannot be recorded (storage full): nothing new until they are
+      this.wakeAt(500);
       return;
     }
     if (!this.running || this.paused) return;
@@ -158,15 +172,17 @@ export class SyncLoop {
     }
     const window = this.window();
     this.stats.window = window;
+    this.lastLookAt = now;
     while (this.inFlight.size < window) {
-      const rows = this.store.takePending(this.budget.rowsFor(this.opts.batchSize), this.cursor);
+      const rows = this.takeUnacked(this.budget.rowsFor(this.opts.batchSize));
       if (rows.length === 0) break;
       const sent = this.dispatchRows(rows);
       this.cursor = rows[sent - 1].seq;
       if (!this.link.connected) return;
     }
-    // room left in the window means nothing more is pending right now: look again later
-    if (this.inFlight.size < window) this.wakeAt(this.opts.intervalMs);
+    // room left in the window means nothing more is pending right now: new rows nudge the loop;
+    // the idle look is for writers that do not (a second process writing to the database)
+    if (this.inFlight.size < window) this.wakeAt(Math.max(this.opts.intervalMs, this.opts.idleLookMs ?? IDLE_LOOK_MS));
     if (this.inFlight.size === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -181,12 +197,31 @@ export class SyncLoop {
   }
 
   /**
-   * New rows were just written. If the next idle look is due within a tenth of sync.intervalMs
-   * anyway, look now: the round rides on the write's wake-up instead of a timer of its own a moment
-   * later (one wake-up less per tick on a Pi). A longer interval (fewer rounds, fewer writes) is kept.
+   * The oldest pending rows after the cursor that are not acknowledged already (those wait in the
+   * AckBook to be written down and are never sent twice).
+   */
+  private takeUnacked(limit: number): PendingRow[] {
+    for (;;) {
+      const rows = this.store.takePending(limit, this.cursor);
+      if (rows.length === 0 || this.acks.waitingRows === 0) return rows;
+      const fresh = rows.filter((r) => !this.acks.has(r.seq));
+      if (fresh.length > 0) return fresh;
+      this.cursor = rows[rows.length - 1].seq;
+    }
+  }
+
+  /**
+   * New rows were written. The round rides on the write's wake-up (no polling timer of its own),
+   * but never sooner than sync.intervalMs after the last look: a longer interval means fewer
+   * rounds (less CPU, fewer writes), readings reach the broker later.
    */
   nudge(): void {
-    if (this.wakeTimer !== undefined && this.wakeDueAt - this.now() <= this.opts.intervalMs / 10) this.pump();
+    if (!this.running) return;
+    const now = this.now();
+    // a tenth of slack: ticks a whole second apart must not miss a 1 s interval by a millisecond
+    const dueAt = this.lastLookAt + this.opts.intervalMs * 0.9;
+    if (now >= dueAt) this.pump();
+    else if (this.wakeTimer === undefined || this.wakeDueAt > dueAt) this.wakeAt(dueAt - now);
   }
 
   /** Publishes the longest prefix of rows that fits the broker's limits as one batch; returns how many rows it took. */
@@ -222,56 +257,22 @@ export class SyncLoop {
 
   private onAcked(batch: Batch): void {
     this.inFlight.delete(batch.id);
+    const atMs = this.now();
     this.stats.inFlightBatches = this.inFlight.size;
-    // several PUBACKs often arrive in one read: mark them synced in one transaction (one fsync)
-    this.acked.push({ batch, atMs: this.now() });
-    if (!this.ackFlushScheduled) {
-      this.ackFlushScheduled = true;
-      setImmediate(() => this.pump());
-    }
-  }
-
-  /** Marks acknowledged batches synced. Runs before every take, so a row is never re-sent once acked in memory. */
-  private flushAcks(): void {
-    this.ackFlushScheduled = false;
-    if (this.acked.length === 0) return;
-    if (this.now() < this.ackRetryAt) return;
-    const acked = this.acked;
-    const atMs = acked[acked.length - 1].atMs;
-    try {
-      this.store.settleAcked(
-        acked.map(({ batch, atMs: t }) => ({
-          seqs: batch.seqs,
-          event: { batch: batch.id, rows: batch.seqs.length, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, bytes: batch.bytes, ms: t - batch.startedAt },
-        })),
-        atMs,
-      );
-    } catch (err) {
-      // The broker has these rows, but we cannot write that down (disk full?). Hold the
-      // acknowledgements and try again shortly, sending nothing new meanwhile: those rows are still
-      // pending, and sending would only resend them. If the process dies first, they are resent
-      // after the restart: a bounded duplicate, never a loss.
-      const first = this.ackTrouble.occurred();
-      this.ackRetryAt = this.now() + Math.min(30_000, 500 * 2 ** Math.min(this.ackTrouble.count - 1, 6));
-      noteError(this.stats, `cannot mark rows synced: ${(err as Error).message}`, this.now());
-      if (first) this.log.error({ err, batches: acked.length }, 'cannot record acknowledged rows as synced; holding them in memory and retrying, sending nothing new meanwhile');
-      return;
-    }
-    this.acked = [];
-    const attempts = this.ackTrouble.ended();
-    if (attempts > 0) this.log.info({ attempts, batches: acked.length }, 'acknowledged rows recorded as synced again');
-    this.ackRetryAt = 0;
-    let rows = 0;
-    for (const { batch } of acked) {
-      rows += batch.seqs.length;
-      this.budget.acked(batch.bytes);
-    }
-    this.stats.ackedBatches += acked.length;
-    this.stats.ackedRows += rows;
+    // written down with the next append (or alone after sync.ackWriteDelayMs): no fsync of its own
+    this.acks.add({ id: batch.id, seqs: batch.seqs, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, bytes: batch.bytes, ms: atMs - batch.startedAt });
+    this.budget.acked(batch.bytes);
+    this.stats.ackedBatches++;
+    this.stats.ackedRows += batch.seqs.length;
     this.stats.lastAckAt = atMs;
     this.backoff.reset();
     this.probing = false;
-    this.log.debug({ batches: acked.length, rows }, 'batches acked');
+    this.log.debug({ batch: batch.id, rows: batch.seqs.length }, 'batch acked');
+    // several PUBACKs often arrive in one read: one look for more after all of them
+    if (!this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(() => this.pump());
+    }
   }
 
   private onFailed(batch: Batch, err: Error): void {
@@ -313,6 +314,8 @@ export class SyncLoop {
       this.backoff.reset();
     }
     const idle = await this.whenIdle(timeoutMs);
+    // the operator asked: what was acknowledged is written down now, not with the next append
+    this.acks.flush();
     const ackedRows = this.stats.ackedRows - before.rows;
     const ackedBatches = this.stats.ackedBatches - before.batches;
     const newError = this.stats.lastErrorAt !== before.errors ? this.stats.lastError : undefined;
@@ -332,8 +335,7 @@ export class SyncLoop {
     while (this.inFlight.size > 0 && this.now() < end && this.link.connected) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    this.ackRetryAt = 0; // a last try to record what was acknowledged
-    this.flushAcks();
+    this.acks.flush(); // a last try to record what was acknowledged
     return { settled: this.inFlight.size === 0, inFlight: this.inFlight.size };
   }
 
@@ -342,6 +344,7 @@ export class SyncLoop {
     this.running = false;
     this.paused = true;
     clearTimeout(this.wakeTimer);
+    this.acks.stop();
   }
 
   /** The seq range of rows sent but not yet marked synced (in flight, or acked and not yet written). */
@@ -352,9 +355,10 @@ export class SyncLoop {
       lo = Math.min(lo, b.firstSeq);
       hi = Math.max(hi, b.lastSeq);
     }
-    for (const { batch } of this.acked) {
-      lo = Math.min(lo, batch.firstSeq);
-      hi = Math.max(hi, batch.lastSeq);
+    const waiting = this.acks.range();
+    if (waiting) {
+      lo = Math.min(lo, waiting[0]);
+      hi = Math.max(hi, waiting[1]);
     }
     return lo <= hi ? [lo, hi] : undefined;
   }

@@ -31,6 +31,8 @@ export function makeStack(o: StackOptions) {
     batchSize: 100,
     maxInFlight: 4,
     intervalMs: 50,
+    // these tests write beside the loop (not through the keeper, whose writes nudge it): look often
+    idleLookMs: 50,
     publishTimeoutMs: 2000,
     compression: 'none',
     protocolVersion,
