@@ -20,6 +20,7 @@ import { AlreadyRunningError, ControlServer } from './control/server.js';
 import { controlHandlers, type DaemonCommands } from './control/handlers.js';
 import { socketPathOf } from './control/protocol.js';
 import { deviceTopics } from './topics.js';
+import { buildRemote } from './remote.js';
 import { CLOCK_FLOOR_MS } from './version.js';
 
 export interface DaemonOptions {
@@ -57,11 +58,12 @@ function build(config: Config, store: Store, log: Logger, now: () => number, sta
   const announcer = new DropAnnouncer(store, link, { topic: topics.dropped, deviceId: device.id, timeoutMs: s.publishTimeoutMs }, log.child({ module: 'sync' }));
   // the reporter publishes what `status` gathers; `status` shows the mode, which says goodbye through the reporter
   const reporter = new StatusReporter(link, { topic: topics.status, intervalMs: config.status.intervalMs, timeoutMs: s.publishTimeoutMs }, (): StatusPayload => status.payload(), log.child({ module: 'status' }));
-  const mode = new OnlineMode({ store, link, sync, status: reporter }, { drainTimeoutMs: s.shutdownTimeoutMs }, log);
+  const mode = new OnlineMode({ store, link, sync, status: reporter }, { drainTimeoutMs: s.shutdownTimeoutMs, stayReachable: config.control.mqtt.enabled }, log);
   const status = new DeviceStatus({ store, link, mode, keeper, sync, sampler }, device.id, startedAt, now);
   const saved = new SavedState(store, status, log);
-  const commands = controlHandlers({ status, mode, store, sync, link }, log);
-  return { store, keeper, sampler, link, sync, announcer, reporter, mode, status, saved, commands };
+  const commands = controlHandlers({ status, mode, store, sync, link, readings: keeper, now }, log);
+  const remote = buildRemote(config, { link, store, mode, commands, topics }, log, now);
+  return { store, keeper, sampler, link, sync, announcer, reporter, mode, status, saved, commands, remote };
 }
 
 type Parts = ReturnType<typeof build>;
@@ -93,12 +95,19 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
     const store = openStore(this.config.database, this.log, this.now, this.opts.replaceDatabase);
     const p = build(this.config, store, this.log, this.now, startedAt, this.opts);
     this.parts = p;
-    p.keeper.on('written', () => p.sync.nudge());
+    p.keeper.on('written', (_n, ticks) => {
+      p.sync.nudge();
+      p.remote.written(ticks);
+    });
     p.keeper.on('dropped', (when) => (when === 'now' ? void p.announcer.announce() : p.announcer.announceSoon(5000)));
     p.keeper.on('damaged', (reason) => this.emit('damaged', reason));
     new LinkJournal(store, p.sync, this.config.mqtt.url, this.log).follow(p.link);
     p.saved.follow(p.link);
-    p.mode.on('changed', () => p.saved.save());
+    p.mode.on('changed', (online) => {
+      p.saved.save();
+      // the connection may have stayed up for remote commands: nothing else would say we are back
+      if (online) void p.reporter.publishNow().then(() => p.remote.backOnline());
+    });
     await this.startControl(p.commands);
     // from here on all is synchronous: no command is answered before every module runs
     p.keeper.start();
@@ -106,6 +115,7 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
     p.mode.start(); // the link, unless offline by choice
     p.sync.start();
     p.reporter.start();
+    p.remote.start();
     p.announcer.start();
     p.saved.save();
     void checkInBackground(store).then((damage) => damage && !this.stopping && this.emit('damaged', damage));
@@ -156,6 +166,7 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
       await p.sampler.stop();
       p.keeper.stop();
       p.announcer.stop();
+      p.remote.stop();
       const drained = await p.sync.drain(this.config.sync.shutdownTimeoutMs);
       if (!drained.settled) this.log.warn({ inFlightBatches: drained.inFlight }, 'stopping with batches unacknowledged; their rows stay pending');
       p.sync.stop();
