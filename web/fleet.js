@@ -106,14 +106,15 @@ async function fleetView(main) {
 
 // ---- one device ----
 
-function chart(container, title, series, data, bands, height) {
+function chart(container, title, series, data, bands, height, range) {
   const width = Math.max(300, container.clientWidth || 900);
   const opts = {
     title,
     width,
     height,
     series,
-    scales: { x: { time: true } },
+    // the whole window, so that a device silent for part of it shows as such
+    scales: { x: { time: true, range: () => [range[0] / 1000, range[1] / 1000] } },
     axes: [{}, { size: 60 }],
     hooks: {
       // holes the collector knows of, behind the lines: open (may still arrive) and dropped (announced lost)
@@ -147,11 +148,12 @@ async function sensorChart(box, id, s, win, now) {
   const unit = s.unit ? ` (${s.unit})` : '';
   chart(
     box,
-    `${s.sensor}${unit}, ${data.bucketMs / 1000} s buckets`,
+    `${s.sensor}${unit}, ${duration(data.bucketMs).replace(/\.0 /, ' ')} buckets`,
     [{}, { label: 'min', stroke: '#9ab', width: 1 }, { label: 'mean', stroke: '#1565c0', width: 2 }, { label: 'max', stroke: '#9ab', width: 1 }],
     [xs, pts.map((p) => p[1]), pts.map((p) => p[2]), pts.map((p) => p[3])],
     bands.map((b) => ({ ...b, from: Math.max(b.from, from), to: Math.min(b.to, now) })),
     220,
+    [from, now],
   );
 }
 
@@ -160,7 +162,7 @@ async function backlogChart(box, id, win, now) {
   const data = await getJson(`/api/devices/${encodeURIComponent(id)}/backlog?${q}`);
   box.setAttribute('data-points', String(data.points.length));
   if (data.points.length === 0) return box.append(el('p', { class: 'note' }, 'no status messages in this window'));
-  chart(box, 'readings pending on the device (from its status messages)', [{}, { label: 'pending', stroke: '#6a1b9a', width: 2, fill: 'rgba(106, 27, 154, 0.1)' }], [data.points.map((p) => p[0] / 1000), data.points.map((p) => p[1])], [], 160);
+  chart(box, 'readings pending on the device (from its status messages)', [{}, { label: 'pending', stroke: '#6a1b9a', width: 2, fill: 'rgba(106, 27, 154, 0.1)' }], [data.points.map((p) => p[0] / 1000), data.points.map((p) => p[1])], [], 160, [now - WINDOWS[win], now]);
 }
 
 function gapTable(gaps, truncated) {
