@@ -7,6 +7,7 @@ import { silentLogger } from '../src/util/logger.js';
 import { makeTmp } from './helpers/tmp.js';
 import { mosquittoForTests } from './helpers/mosquitto.js';
 import { waitFor } from './helpers/process.js';
+import { sqlValue } from './helpers/daemon-config.js';
 import { Watcher } from './helpers/watcher.js';
 
 const tmp = makeTmp();
@@ -122,7 +123,26 @@ describe('remote commands over MQTT 5', () => {
     // no response topic: nobody to answer; the refusal is in sync_log
     await w.publish('rc/cmd/cmd/frobnicate', '{}');
     await waitFor(() => events(d.db, 'remote_command').some((e) => e.verb === 'frobnicate' && e.replied === false), 5000, 'the unanswerable command logged');
+    // an empty payload is how a retained message is cleared: it never runs a command
+    expect(await rq.ask('offline', '')).toMatchObject({ ok: false, error: expect.stringMatching(/^empty payload/) });
+    expect(d.daemon.linkView()).toBe('online');
     expect(await rq.ask('ping')).toMatchObject({ ok: true });
+  });
+
+  it('a retained command runs once when published, never again when replayed at the next connection', async () => {
+    const r = start('retained', { burst: 100, perMinute: 6000 });
+    const w2 = await Watcher.start(mosq.url);
+    try {
+      await w2.publish('rc/retained/cmd/record', JSON.stringify({ amount: 1 }), { retain: true });
+      await r.daemon.start();
+      await waitFor(() => events(r.db, 'remote_command').length === 1, 10_000, 'the replayed command seen');
+      expect(events(r.db, 'remote_command')).toEqual([{ verb: 'record', ok: false, error: 'retained command ignored', replied: false }]);
+      expect(sqlValue(r.db, "SELECT count(*) FROM transactions WHERE sensor = 'manual'")).toBe(0);
+    } finally {
+      await w2.client.publishAsync('rc/retained/cmd/record', Buffer.alloc(0), { retain: true, qos: 1 });
+      await r.daemon.stop();
+      await w2.stop();
+    }
   });
 });
 
@@ -157,9 +177,9 @@ describe('MQTT 3.1.1', () => {
     try {
       await d.daemon.start();
       await waitFor(() => d.daemon.linkView() === 'online', 10_000, 'connected');
-      await w.publish('rc/v4/cmd/offline', '');
+      await w.publish('rc/v4/cmd/offline', '{}');
       await waitFor(() => d.daemon.linkView() === 'offline-by-choice', 5000, 'offline by command');
-      await w.publish('rc/v4/cmd/online', '');
+      await w.publish('rc/v4/cmd/online', '{}');
       await waitFor(() => d.daemon.linkView() === 'online', 5000, 'online by command');
       expect(events(d.db, 'remote_command')).toEqual([
         { verb: 'offline', ok: true, replied: false },

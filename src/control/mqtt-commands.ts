@@ -65,6 +65,13 @@ export class MqttCommands {
   private onMessage(m: LinkMessage): void {
     if (!m.topic.startsWith(this.base)) return;
     const verb = m.topic.slice(this.base.length);
+    if (m.packet.retain) {
+      // replayed from the broker's retained store at subscription: it would run again at every
+      // connection (an `offline` for ever). Published live it ran once, as any command.
+      this.log.warn({ verb: verb.slice(0, 64) }, 'retained remote command ignored (clear it: mosquitto_pub -r -n -t TOPIC)');
+      this.logEvent({ verb: verb.slice(0, 64), ok: false, error: 'retained command ignored', replied: false });
+      return;
+    }
     const props = m.packet.properties;
     const reply = props?.responseTopic ? { topic: props.responseTopic, correlationData: props.correlationData } : undefined;
     void this.handle(verb, m.payload, reply).catch((err) => this.log.error({ err, verb: verb.slice(0, 64) }, 'remote command failed unexpectedly'));
@@ -90,21 +97,27 @@ export class MqttCommands {
         res = { ok: false, error: (err as Error)?.message ?? String(err) };
       }
     }
-    try {
-      const ran = 'cmd' in req && req.cmd !== verb ? { ran: req.cmd } : {}; // the switch's `mode` runs online or offline
-      this.store.logEvent('remote_command', { verb: shownVerb, ...ran, ok: res.ok, ...(res.error ? { error: res.error.slice(0, 200) } : {}), replied: reply !== undefined });
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'remote command not written to sync_log');
-    }
+    const ran = 'cmd' in req && req.cmd !== verb ? { ran: req.cmd } : {}; // the switch's `mode` runs online or offline
+    this.logEvent({ verb: shownVerb, ...ran, ok: res.ok, ...(res.error ? { error: res.error.slice(0, 200) } : {}), replied: reply !== undefined });
     if (reply) return this.answer(reply, res, shownVerb);
     // Home Assistant's button and switch, or MQTT 3.1.1: nobody to answer
     if (res.ok) this.log.info({ verb: shownVerb }, 'remote command run (no response topic: unanswered)');
     else this.log.warn({ verb: shownVerb, error: res.error }, 'remote command refused (no response topic: nobody told)');
   }
 
+  private logEvent(details: Record<string, unknown>): void {
+    try {
+      this.store.logEvent('remote_command', details);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'remote command not written to sync_log');
+    }
+  }
+
   /** The arguments: a JSON object, nothing, or Home Assistant's plain words. */
   private parse(verb: string, payload: Buffer): ReturnType<typeof parseCommand> {
     if (payload.length > MAX_PAYLOAD_BYTES) return { error: `payload too large: at most ${MAX_PAYLOAD_BYTES} bytes` };
+    // a zero-length message is how a retained message is cleared: clearing a retained command must not run it
+    if (payload.length === 0) return { error: 'empty payload (it clears a retained message): send {} for a command without arguments' };
     const text = payload.toString('utf8').trim();
     if (verb === 'mode') {
       // the switch: `online` / `offline` (or ON / OFF), one verb for both states
@@ -114,7 +127,7 @@ export class MqttCommands {
       return { error: 'mode expects the payload online or offline' };
     }
     let args: unknown;
-    if (text === '' || text === 'PRESS') args = undefined; // PRESS: Home Assistant's button
+    if (text === '' || text === 'PRESS') args = undefined; // whitespace, or PRESS: Home Assistant's button
     else {
       try {
         args = JSON.parse(text);
