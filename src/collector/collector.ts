@@ -61,7 +61,7 @@ export class Collector {
     const h = config.http;
     if (h.listen !== undefined) {
       const store = new PgStore(
-        { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: Math.min(pg.statementTimeoutMs, h.requestTimeoutMs), lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, applicationName: 'edge-sensor-fleet-page', poolSize: 2 },
+        { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: Math.min(pg.statementTimeoutMs, h.requestTimeoutMs), lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, applicationName: 'edge-sensor-fleet-page', poolSize: 2, noJit: true },
         log.child({ module: 'page-store' }),
       );
       const server = new FleetPageServer({ listen: h.listen, auth: h.auth, secret: secrets.httpSecret, requestTimeoutMs: h.requestTimeoutMs, trouble: h.trouble }, store, log.child({ module: 'http' }));

@@ -22,6 +22,8 @@ export interface PgStoreOptions {
   applicationName?: string;
   /** connections at most (default 3: two transactions of the writer, one for new devices' rows or a check) */
   poolSize?: number;
+  /** no JIT compilation: for short reads whose cost estimates cross jit_above_cost (the fleet page's) */
+  noJit?: boolean;
 }
 
 /** A serialization failure or deadlock is tried again this often before the database counts as unavailable. */
@@ -64,6 +66,8 @@ export class PgStore {
       idleTimeoutMillis: 60_000,
       keepAlive: true,
       application_name: o.applicationName ?? 'edge-sensor-collector',
+      // compiling took longer than running a series query (docs/benchmarks.md, fleet page)
+      ...(o.noJit ? { options: '-c jit=off' } : {}),
     });
     // an idle connection that breaks (server restart) is reported here; unhandled it would end the process
     this.pool.on('error', (err) => this.log.debug({ err: pgErrorText(err) }, 'idle database connection closed'));
