@@ -16,6 +16,7 @@ import { startupOnce } from './scenarios/startup.mjs';
 import { wireOnce } from './scenarios/wire.mjs';
 import { steadyPhase, collectdAvailable } from './scenarios/steady.mjs';
 import { linkAvailable, linkDrain } from './scenarios/link.mjs';
+import { liveOnce } from './scenarios/live.mjs';
 import { benchDatabase, collectorDrain, naiveCollect, pgAvailable, rawInsert } from './scenarios/collect.mjs';
 import { dropFleetDatabase, fleetPageBench } from './scenarios/fleetpage.mjs';
 import { DEFAULT as FLEET_DEFAULT, FULL as FLEET_FULL, QUICK as FLEET_QUICK } from './lib/fleet-data.mjs';
@@ -242,6 +243,21 @@ try {
     }
   }
 
+  if (want('live')) {
+    const lv = { backlog: 200_000, delayMs: 300, samples: quick ? 5 : 10 };
+    log(`live: state latency while ${lv.backlog} pending readings drain through a link ${lv.delayMs} ms each way`);
+    const lb = join(workDir, 'live-backlog.db');
+    buildBacklog(lb, lv.backlog);
+    const r = await repeat(REPS, { live: () => liveOnce(ctx, { backlog: lb, delayMs: lv.delayMs, samples: lv.samples }) });
+    put('live', 'state_latency_ms', summarize(r.live.map((x) => x.medianMs)));
+    put('live', 'state_latency_max_ms', summarize(r.live.map((x) => x.maxMs)));
+    Object.assign(R.live, { backlog: lv.backlog, link_delay_ms: lv.delayMs, pending_min: Math.min(...r.live.map((x) => x.pending)) });
+    const worst = R.live.max.state_latency_max_ms;
+    targets.push({ name: 'live state latency under a backlog, worst (ms)', value: worst, target: '<= 1000', met: worst <= 1000 && R.live.pending_min > 0 });
+    log(`  ${round(R.live.state_latency_ms, 0)} ms (worst ${round(worst, 0)} ms), ${R.live.pending_min} still pending`);
+    rmSync(lb, { force: true });
+  }
+
   if (want('collect')) {
     const c = P.collect;
     const shape = { devices: c.devices, perDevice: c.perDevice, batch: c.batch };
@@ -455,6 +471,9 @@ function table(r) {
     row('  against the naive design (an INSERT per reading)', '', '', `naive ${n0(r.collect.naive_readings_per_s)} (${rng(r.collect, 'naive_readings_per_s')})`, r.collect.ratio_naive.toFixed(1), '', undefined);
     row('  start-up included', n0(r.collect.from_start_readings_per_s), rng(r.collect, 'from_start_readings_per_s'), '', '', '', undefined);
     row('  collector peak RSS, MB', n1(r.collect.rss_mb), rng(r.collect, 'rss_mb', n1), '', '', '', undefined);
+  }
+  if (r.live) {
+    row(`live state latency, ms (${n0(r.live.backlog)} pending draining, link +${r.live.link_delay_ms} ms each way)`, n0(r.live.state_latency_ms), rng(r.live, 'state_latency_ms'), `worst ${n0(r.live.max.state_latency_max_ms)}; ${n0(r.live.pending_min)} still pending`, '', '<= 1000 (worst)', t('live state')?.met);
   }
   if (r.fleetpage?.skipped) row('fleet page API', 'skipped', '', r.fleetpage.skipped, '', '', undefined);
   else if (r.fleetpage) {

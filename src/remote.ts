@@ -26,7 +26,7 @@ export function buildRemote(config: Config, parts: RemoteParts, log: Logger, now
   const { device, mqtt: m, sync: s, state, homeassistant: ha, control: { mqtt: cm } } = config;
   const { link, store, mode, commands, topics } = parts;
   const expected = config.sensors.flatMap((c) => readingKinds(c).kinds.map((k) => k.name));
-  const live = state.enabled ? new LiveState(link, { topic: topics.state, minIntervalMs: state.minIntervalMs, timeoutMs: s.publishTimeoutMs, expected }, () => !mode.offlineByChoice, log.child({ module: 'state' }), now) : undefined;
+  const live = (state.enabled ?? ha.enabled) ? new LiveState(link, { topic: topics.state, minIntervalMs: state.minIntervalMs, timeoutMs: s.publishTimeoutMs, expected }, () => !mode.offlineByChoice, log.child({ module: 'state' }), now) : undefined;
   const commandBase = cm.enabled ? commandTopic(m.topicPrefix, device.id, '') : undefined;
   const discovery = ha.enabled ? new Discovery(link, store, { deviceId: device.id, discoveryPrefix: ha.discoveryPrefix, topics, commandBase }, config.sensors, { timeoutMs: s.publishTimeoutMs, birthDelayMs: 5000 }, log.child({ module: 'homeassistant' })) : undefined;
   // a requester (mosquitto_rr, a fleet tool) waits a few seconds: a sync round answers within 5 s even under a backlog

@@ -285,11 +285,11 @@ describe('CLI beside a running daemon', () => {
   });
 
   it('watch shows batches and status of every device, live', async () => {
-    const c = config('watched');
+    const c = config('watched', mosq.url, { state: { enabled: true } });
     const w = spawnCli(['watch', '--url', mosq.url, '--prefix', 'cli', '--json']);
     await waitFor(() => /watching/.test(w.stderr()), 5000, 'watch connected');
     const d = await startDaemon(c.args);
-    await waitFor(() => w.stdout().includes('"type":"batch"'), 10_000, 'a batch seen');
+    await waitFor(() => w.stdout().includes('"type":"batch"') && w.stdout().includes('"type":"state"'), 10_000, 'a batch and live values seen');
     await stopDaemon(d);
     await waitFor(() => w.stdout().includes('"reason":"shutdown"'), 5000, 'offline status seen');
     w.child.kill('SIGTERM');

@@ -89,13 +89,21 @@ async function retainedConfigs(url: string, filter = 'homeassistant/#'): Promise
   return new Map(w.seen.filter((s) => s.retain).map((s) => [s.topic, s.text]));
 }
 
+describe('config', () => {
+  it('state follows homeassistant.enabled unless set; Home Assistant without it is refused', () => {
+    expect(parseConfig({}).state.enabled).toBeUndefined();
+    expect(() => parseConfig({ homeassistant: { enabled: true }, state: { enabled: false } })).toThrow(/homeassistant.enabled reads every value from it/);
+    expect(parseConfig({ homeassistant: { enabled: true }, control: { mqtt: { enabled: true } } })).toMatchObject({ homeassistant: { discoveryPrefix: 'homeassistant' }, control: { mqtt: { burst: 10, perMinute: 30 } } });
+  });
+});
+
 describe('live state', () => {
   it('arrives within a second of a sample while a 100,000-reading backlog drains through a slow link and a full window', async () => {
     // Receive Maximum 4: the batch window is 3 and stays full while the backlog drains
     const broker = await Mosquitto.start(join(tmp.dir, 'mosq-live'), ['max_inflight_messages 4']);
     const proxy = await new FaultProxy(broker.port).listen();
     proxy.delayMs = 150;
-    const { db, daemon } = daemonFor('live', proxy.url, { sync: { batchSize: 500, maxInFlight: 8, intervalMs: 100, publishTimeoutMs: 10_000 } });
+    const { db, daemon } = daemonFor('live', proxy.url, { state: { enabled: true }, sync: { batchSize: 500, maxInFlight: 8, intervalMs: 100, publishTimeoutMs: 10_000 } });
     const store = new Store(db);
     fill(store, 100_000);
     store.close();
@@ -253,7 +261,8 @@ describe('Home Assistant discovery', () => {
   });
 
   it('with the options off: nothing subscribed, no discovery, no commands answered', async () => {
-    const { db, daemon } = daemonFor('off', mosq.url, { state: { enabled: false } });
+    // the defaults: no state message, no discovery, no commands
+    const { db, daemon } = daemonFor('off', mosq.url);
     const w = await Watcher.start(mosq.url, ['ha/off/#', 'homeassistant/+/off/#', 'reply/off']);
     try {
       await daemon.start();

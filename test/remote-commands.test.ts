@@ -31,6 +31,7 @@ function start(name: string, control: Record<string, unknown> = {}, protocolVers
     mqtt: { url: mosq.url, topicPrefix: 'rc', protocolVersion },
     sync: { batchSize: 100, maxInFlight: 4, intervalMs: 100, publishTimeoutMs: 3000, shutdownTimeoutMs: 1000 },
     status: { intervalMs: 60_000 },
+    state: { enabled: true },
     control: { mqtt: { enabled: true, ...control } },
     sensors: [{ type: 'simulated', name: 'sim', schedule: '* * * * * *' }],
     log: { level: 'silent' },

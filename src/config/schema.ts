@@ -232,7 +232,8 @@ export const configSchema = z
       .describe("The device's status topic."),
     state: z
       .strictObject({
-        enabled: z.boolean().default(true).describe('Publish the retained `{topicPrefix}/{device.id}/state` message: the latest value of every sensor, right after each sample, whatever the backlog (needed by `homeassistant`).'),
+        // off unless asked for: about 150 bytes a sample on the uplink, several times what the readings cost gzipped
+        enabled: z.boolean().optional().meta({ description: 'Publish the retained `{topicPrefix}/{device.id}/state` message: the latest value of every sensor, right after each sample, whatever the backlog. `homeassistant` needs it.', defaultText: 'as `homeassistant.enabled`' }),
         minIntervalMs: int(100, 3_600_000).default(1000).describe('At most one state message per this many ms: samples in between are coalesced (the newest value of each sensor wins).'),
       })
       .prefault({})
@@ -342,6 +343,10 @@ export function crossFieldProblems(input: unknown): Array<{ path: Array<string |
     if (mqtt.protocolVersion === 4 && mqtt.username === undefined && (mqtt.passwordFile !== undefined || mqtt.passwordEnv !== undefined)) {
       out.push({ path: ['mqtt', 'username'], message: 'expected a user name: MQTT 3.1.1 sends a password only with a user name' });
     }
+  }
+  // Home Assistant's entities read their values from the state message
+  if (obj(root?.homeassistant)?.enabled === true && obj(root?.state)?.enabled === false) {
+    out.push({ path: ['state', 'enabled'], message: 'expected the state message on (or unset): homeassistant.enabled reads every value from it' });
   }
   const retry = obj(obj(root?.sync)?.retry);
   if (retry) {
