@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketFor, withBreaks } from '../../src/collector/http/api.js';
 import { parseCollectorConfig, resolveCollectorSecrets } from '../../src/collector/config.js';
 import { fleetRows } from '../../src/collector/fleet-report.js';
-import type { FleetPageServer } from '../../src/collector/http/server.js';
+import { FleetPageServer } from '../../src/collector/http/server.js';
+import { createLogger } from '../../src/util/logger.js';
 import { DROPPED_HOLE, fleetFixture, N, OPEN_HOLE, startPage, STEP_MS, XSS_DEVICE } from './fixture.js';
 
 let fx: Awaited<ReturnType<typeof fleetFixture>>;
@@ -195,6 +196,22 @@ describe('the fleet page: auth', () => {
     }
     const missing = parseCollectorConfig({ postgres: {}, http: { listen: '127.0.0.1:0', auth: { type: 'bearer', tokenFile: join(dir, 'nope') } } });
     expect(() => resolveCollectorSecrets(missing, 'test.yaml', {})).toThrow(/http\.auth\.tokenFile/);
+  });
+
+  it('warns at start when the page is reachable beyond this machine, and says why', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = createLogger('info', { write: (l: string) => void lines.push(JSON.parse(l)) });
+    for (const auth of [undefined, { type: 'basic' as const, user: 'ops', passwordFile: '/unused' }]) {
+      const server = new FleetPageServer({ listen: '0.0.0.0:0', auth, secret: auth && 'pw', requestTimeoutMs: 5000, trouble: { lagMs: 60_000, pending: 10 } }, fx.st, log);
+      await server.start();
+      await server.stop();
+    }
+    expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([expect.stringMatching(/without http.auth: anyone who can connect reads the fleet/), expect.stringMatching(/plain HTTP: the credentials travel readable/)]);
+    lines.length = 0;
+    const local = new FleetPageServer({ listen: '127.0.0.1:0', auth: undefined, requestTimeoutMs: 5000, trouble: { lagMs: 60_000, pending: 10 } }, fx.st, log);
+    await local.start();
+    await local.stop();
+    expect(lines.map((l) => l.msg)).toEqual(['fleet page listening']);
   });
 
   it('config: listen needs a host; off by default', () => {

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, Mosquitto } from '../helpers/mosquitto.js';
-import { waitFor } from '../helpers/process.js';
+import { runCli, waitFor } from '../helpers/process.js';
 import { testSchema } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
 import { collectorConfig, FakeDevice, killLeftovers, range, startCollector, stopCollector } from '../collector/helpers.js';
@@ -65,5 +65,19 @@ describe('edge-sensor collect with http.listen', () => {
       blocker.close();
       await s.cleanup();
     }
+  });
+
+  it('collect --check reads the page\'s password file and names the page; a missing one is a config error', async () => {
+    const pw = join(tmp.dir, 'page-pw');
+    const file = join(tmp.dir, 'check.yaml');
+    writeFileSync(file, `postgres: { schema: fleet }\nhttp: { listen: "127.0.0.1:8080", auth: { type: basic, user: ops, passwordFile: ${pw} } }\n`);
+    const missing = await runCli(['collect', '--check', '--config', file]);
+    expect(missing.code).toBe(78);
+    expect(missing.stderr).toMatch(/http\.auth\.passwordFile/);
+    writeFileSync(pw, 'secret\n', { mode: 0o600 });
+    const ok = await runCli(['collect', '--check', '--config', file]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/fleet page on 127\.0\.0\.1:8080\)/);
+    expect(ok.stdout + ok.stderr).not.toMatch(/secret/);
   });
 });
