@@ -198,6 +198,23 @@ describe('the fleet page: auth', () => {
     expect(() => resolveCollectorSecrets(missing, 'test.yaml', {})).toThrow(/http\.auth\.tokenFile/);
   });
 
+  it('answers 503 while the database is unavailable, and goes on serving the page', async () => {
+    // a store never opened stands for one whose database is gone: every query is StoreUnavailableError
+    const { PgStore } = await import('../../src/collector/pg/store.js');
+    const down = new PgStore({ url: fx.url, schema: fx.schema, connectTimeoutMs: 1000, statementTimeoutMs: 1000, lockTimeoutMs: 1000, reorderWindowMs: 5000 }, createLogger('silent'));
+    const p = await startPage(down);
+    try {
+      for (const path of ['/api/devices', '/api/devices/pi-kitchen', '/api/devices/pi-kitchen/series?sensor=temperature']) {
+        const r = await fetch(p.base + path);
+        expect(r.status, path).toBe(503);
+        expect(await r.json()).toEqual({ error: 'database unavailable' });
+      }
+      expect((await fetch(p.base + '/')).status).toBe(200);
+    } finally {
+      await p.server.stop();
+    }
+  });
+
   it('warns at start when the page is reachable beyond this machine, and says why', async () => {
     const lines: Array<Record<string, unknown>> = [];
     const log = createLogger('info', { write: (l: string) => void lines.push(JSON.parse(l)) });
