@@ -101,6 +101,8 @@ async function fleetView(main) {
     body.append(tr);
   }
   const summary = el('p', { class: 'note' }, `${data.devices.length} devices, ${troubled} needing a look (offline, behind by more than ${duration(data.thresholds.lagMs)}, more than ${num(data.thresholds.pending)} readings pending, or open gaps)`);
+  const rejected = Object.entries(data.rejectedMessages || {});
+  if (rejected.length > 0) summary.append(el('br', {}), `rejected messages (the rejected_messages table): ${rejected.map(([reason, n]) => `${reason} ${num(n)}`).join(', ')}`);
   main.replaceChildren(summary, data.devices.length === 0 ? el('p', { class: 'note' }, 'no devices yet') : el('table', { id: 'fleet' }, el('thead', {}, head), body));
 }
 

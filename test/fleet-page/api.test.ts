@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketFor, withBreaks } from '../../src/collector/http/api.js';
 import { parseCollectorConfig, resolveCollectorSecrets } from '../../src/collector/config.js';
-import { fleetRows } from '../../src/collector/fleet-report.js';
+import { fleetJson, fleetRows } from '../../src/collector/fleet-report.js';
 import { FleetPageServer } from '../../src/collector/http/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { DROPPED_HOLE, fleetFixture, N, OPEN_HOLE, startPage, STEP_MS, XSS_DEVICE } from './fixture.js';
@@ -32,7 +32,10 @@ describe('the fleet page API', () => {
   it('lists every device with the fleet report\'s numbers, troubled ones marked', async () => {
     const { status, body } = await get('/api/devices');
     expect(status).toBe(200);
-    const expected = fleetRows(await fx.st.fleet());
+    const snapshot = await fx.st.fleet();
+    const expected = fleetRows(snapshot);
+    expect(body.rejectedMessages).toEqual(JSON.parse(fleetJson(snapshot)).rejectedMessages);
+    expect(body.rejectedMessages).toEqual({ 'invalid-json': 1 });
     expect(body.devices.map((d: { device: string }) => d.device)).toEqual(expected.map((d) => d.device));
     for (const [i, d] of body.devices.entries()) {
       const { lastSeenAgoMs, lagMs, trouble, ...rest } = d;
