@@ -1,6 +1,7 @@
 // The fleet page: plain JavaScript, no build. Every string that came from a device (ids, sensor
 // names, units, reasons) goes into the page as text (textContent, setAttribute), never as markup.
-'use strict';
+// A module (strict by itself); uPlot is the global its own script defines before this one runs.
+import { formatDuration } from '/static/duration.js';
 
 const WINDOWS = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3 };
 const TROUBLE_TEXT = { offline: 'offline', lag: 'behind', backlog: 'backlog', gaps: 'open gaps' };
@@ -14,17 +15,7 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
-// the same steps as the command line's durations (src/util/duration.ts formatDuration)
-function duration(ms) {
-  if (ms === null || ms === undefined) return '–';
-  ms = Math.max(0, ms);
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 120) return `${s.toFixed(1)} s`;
-  if (s < 7200) return `${(s / 60).toFixed(1)} min`;
-  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
-  return `${(s / 86400).toFixed(1)} d`;
-}
+const duration = (ms) => (ms === null || ms === undefined ? '–' : formatDuration(Math.max(0, ms)));
 const num = (n) => (n === null || n === undefined ? '–' : n.toLocaleString('en-US'));
 const time = (iso) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '–');
 const deviceHref = (id) => '/devices/' + encodeURIComponent(id);

@@ -141,7 +141,7 @@ describe('the fleet page API', () => {
     expect(r.headers.get('content-security-policy')).toMatch(/script-src 'self';.*frame-ancestors 'none'/);
     expect(r.headers.get('content-security-policy')).not.toMatch(/unsafe-inline/);
     expect(r.headers.get('x-content-type-options')).toBe('nosniff');
-    expect(r.body).toMatch(/<script src="\/static\/fleet.js" defer><\/script>/);
+    expect(r.body).toMatch(/<script src="\/static\/fleet.js" type="module"><\/script>/);
     expect(r.body).not.toMatch(/<script>/);
     expect((await get('/static/uPlot.iife.min.js')).body).toMatch(/uPlot/);
     expect((await get('/static/../package.json')).status).toBe(404);
