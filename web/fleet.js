@@ -108,6 +108,8 @@ function chart(container, title, series, data, bands, height, range) {
     series,
     // the whole window, so that a device silent for part of it shows as such
     scales: { x: { time: true, range: () => [range[0] / 1000, range[1] / 1000] } },
+    // UTC, as every other time on the page (and the collector's logs)
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
     axes: [{}, { size: 60 }],
     hooks: {
       // holes the collector knows of, behind the lines: open (may still arrive) and dropped (announced lost)
@@ -195,7 +197,7 @@ async function deviceView(main, id) {
   for (const t of d.trouble) badges.append(el('span', { class: `badge ${t}` }, TROUBLE_TEXT[t] || t));
   const picker = el('nav', { class: 'windows' }, 'window: ');
   for (const w of Object.keys(WINDOWS)) picker.append(w === win ? el('strong', {}, w) : el('a', { href: `${deviceHref(d.device)}?window=${w}` }, w));
-  const legend = el('p', { class: 'legend' }, el('span', { class: 'swatch open' }), 'open gap (may still arrive) ', el('span', { class: 'swatch dropped' }), 'dropped (announced lost by the device)');
+  const legend = el('p', { class: 'legend' }, 'times in UTC; ', el('span', { class: 'swatch open' }), 'open gap (may still arrive) ', el('span', { class: 'swatch dropped' }), 'dropped (announced lost by the device)');
   const charts = el('div', { id: 'charts' });
   main.replaceChildren(el('h1', {}, d.device, ' ', badges), facts, picker, legend, charts, el('h2', {}, 'Backlog'), el('div', { id: 'backlog', class: 'chart' }), el('h2', {}, 'Gaps'), gapTable(data.gaps, data.gapsTruncated));
   const now = Date.parse(data.generatedAt);
