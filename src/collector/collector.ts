@@ -39,7 +39,7 @@ export class Collector {
     const m = config.mqtt;
     const pg = config.postgres;
     this.store = new PgStore(
-      { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: pg.statementTimeoutMs, lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs },
+      { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: pg.statementTimeoutMs, lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, statusEveryMs: config.statusHistory.everyMs },
       log.child({ module: 'store' }),
     );
     this.subscriber = new FleetSubscriber(
@@ -64,7 +64,7 @@ export class Collector {
     const h = config.http;
     if (h.listen !== undefined) {
       const store = new PgStore(
-        { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: Math.min(pg.statementTimeoutMs, h.requestTimeoutMs), lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, applicationName: 'edge-sensor-fleet-page', poolSize: 2 },
+        { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: Math.min(pg.statementTimeoutMs, h.requestTimeoutMs), lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, applicationName: 'edge-sensor-fleet-page', poolSize: 2, noJit: true },
         log.child({ module: 'page-store' }),
       );
       const server = new FleetPageServer({ listen: h.listen, auth: h.auth, secret: secrets.httpSecret, requestTimeoutMs: h.requestTimeoutMs, trouble: h.trouble }, store, log.child({ module: 'http' }));

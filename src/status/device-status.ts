@@ -116,7 +116,9 @@ export class DeviceStatus {
     const { waitingRows, uncountedRows } = sync.acks;
     return {
       device: this.device,
-      state: link.connected ? 'online' : 'offline',
+      // offline by choice may keep a connection for remote commands: still offline for everyone else
+      state: link.connected && !mode.offlineByChoice ? 'online' : 'offline',
+      ...(mode.offlineByChoice ? { reason: 'offline by choice' } : {}),
       mode: mode.offlineByChoice ? 'offline-by-choice' : 'online',
       pending: Math.max(0, st.pending - waitingRows),
       oldestPendingAgeMs: st.oldestPendingTs ? Math.max(0, now - Date.parse(st.oldestPendingTs)) : null,

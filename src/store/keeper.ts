@@ -21,8 +21,8 @@ export class StorageFullError extends Error {
 }
 
 export type KeeperEvents = {
-  /** readings were stored */
-  written: [count: number];
+  /** readings were stored (the ticks as committed: live values are taken from them) */
+  written: [count: number, ticks: readonly Tick[]];
   /** drop records wait to be announced: `now` (rows were deleted), `soon` (refusals come a tick at a time) */
   dropped: [when: 'now' | 'soon'];
   /** SQLite called the database damaged */
@@ -169,7 +169,7 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
     }
     this.lastWriteError = null;
     if (this.guard.overLimit()) this.runGuard();
-    this.tell('written', count);
+    this.tell('written', count, ticks);
   }
 
   /** The append carries what rides on it (acknowledged rows); a failure is never blamed on the rider. */

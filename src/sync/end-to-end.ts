@@ -92,10 +92,10 @@ export class EndToEnd {
     private readonly now: () => number = Date.now,
   ) {
     this.limiter = new RateLimiter(opts.resendPerMinute, 60_000 / opts.resendPerMinute, now);
+    this.stored = deps.store.storedThrough();
   }
 
   start(): void {
-    this.stored = this.deps.store.storedThrough();
     this.syncedAtStart = this.deps.store.highestSynced();
     this.deps.link.on('message', (m) => {
       if (m.topic === this.opts.topic) this.onMessage(m.payload);
@@ -106,6 +106,11 @@ export class EndToEnd {
   stop(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /** The collector's last word, as saved (retention holds synced rows above it). */
+  get storedThrough(): number {
+    return this.stored;
   }
 
   view(): EndToEndView {
