@@ -36,7 +36,7 @@ export class Collector {
     const m = config.mqtt;
     const pg = config.postgres;
     this.store = new PgStore(
-      { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: pg.statementTimeoutMs, lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs },
+      { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: pg.statementTimeoutMs, lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, statusEveryMs: config.statusHistory.everyMs },
       log.child({ module: 'store' }),
     );
     this.subscriber = new FleetSubscriber(

@@ -117,6 +117,7 @@ export const collectorConfigSchema = z.strictObject({
   statusHistory: z
     .strictObject({
       keepMs: duration('statusHistory.keepMs', 3_600_000, 10 * 365 * 86_400_000).default(30 * 86_400_000).describe('status samples older than this are deleted (checked hourly)'),
+      everyMs: duration('statusHistory.everyMs', 0, 86_400_000).default(300_000).describe("a device's live status is sampled at most this often (a change of its online state always is); 0: every status"),
     })
     .prefault({})
     .describe("the devices' statuses over time (status_samples: the fleet page's backlog chart)"),

@@ -54,6 +54,8 @@ export async function fleetFixture() {
   for (let i = 0; i < kitchen.length; i += 200) await st.write([readingsMsg('pi-kitchen', kitchen.slice(i, i + 200))]);
   await st.write([item(`${PREFIX}/pi-kitchen/dropped`, JSON.stringify({ device: 'pi-kitchen', ranges: [[dropped[0], dropped.at(-1)]], count: dropped.length, reasons: ['database cap'], ts: new Date().toISOString() }))]);
   await st.write([statusMsg('pi-kitchen', 'online', 12)]);
+  // a message that could not be stored, counted per device and by reason
+  await st.write([item(`${PREFIX}/pi-kitchen/readings`, '{"device":"pi-kitchen","readings":')]);
 
   const garage = Array.from({ length: 50 }, (_, i) => ({ seq: i + 1, ts: now - 3 * 86_400_000 + i * 60_000, sensor: 'temperature', value: 8 + i / 10, unit: '°C' }));
   await st.write([readingsMsg('pi-garage', garage)]);

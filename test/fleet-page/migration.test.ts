@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS, VERSION_TABLE } from '../../src/collector/pg/migrations.js';
+import { PgStore } from '../../src/collector/pg/store.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { testSchema } from '../helpers/postgres.js';
 import { item, PREFIX, range, readingsItem, store } from '../collector/helpers.js';
 
@@ -40,5 +42,24 @@ describe('schema version 2 (the fleet page)', () => {
     await s.q("INSERT INTO status_samples (device, at, online, pending) VALUES ('old', now() - interval '40 days', true, 1)");
     expect(await st.pruneStatusHistory(30 * 86_400_000)).toBe(1);
     expect((await s.q<{ n: number }>('SELECT count(*)::int AS n FROM status_samples'))[0].n).toBe(1);
+  });
+
+  it('status history: one sample per device per statusHistory.everyMs, and one at every change of its online state', async () => {
+    const s = await testSchema('thin');
+    cleanups.push(s.cleanup);
+    const st = new PgStore({ url: s.url, schema: s.schema, connectTimeoutMs: 3000, statementTimeoutMs: 10_000, lockTimeoutMs: 5000, reorderWindowMs: 5000, statusEveryMs: 3_600_000 }, silentLogger());
+    cleanups.unshift(() => st.close());
+    await st.open('migrate');
+    const status = (device: string, state: string, pending: number) => item(`${PREFIX}/${device}/status`, JSON.stringify({ device, state, pending, version: '0', ts: new Date().toISOString() }));
+    for (const [state, pending] of [['online', 1], ['online', 2], ['online', 3], ['offline', 4], ['offline', 5], ['online', 6]] as const) {
+      await st.write([status('a', state, pending), status('b', 'online', pending)]);
+    }
+    const rows = await s.q<{ device: string; online: boolean; pending: number }>('SELECT device, online, pending::int FROM status_samples ORDER BY device, at, pending');
+    // a's return online within the hour is not sampled: its first online sample is still in the window
+    expect(rows).toEqual([
+      { device: 'a', online: true, pending: 1 },
+      { device: 'a', online: false, pending: 4 },
+      { device: 'b', online: true, pending: 1 },
+    ]);
   });
 });

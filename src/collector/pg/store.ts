@@ -22,6 +22,8 @@ export interface PgStoreOptions {
   applicationName?: string;
   /** connections at most (default 3: two transactions of the writer, one for new devices' rows or a check) */
   poolSize?: number;
+  /** a live status is kept in status_samples at most this often per device (unless its online state changed); 0: every one */
+  statusEveryMs?: number;
   /** no JIT compilation: for short reads whose cost estimates cross jit_above_cost (the fleet page's) */
   noJit?: boolean;
 }
@@ -102,7 +104,7 @@ export class PgStore {
     let detail = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.withClient((c) => writeBatch(c, this.tables, batch, this.opts.reorderWindowMs, detail));
+        return await this.withClient((c) => writeBatch(c, this.tables, batch, this.opts.reorderWindowMs, detail, this.opts.statusEveryMs ?? 0));
       } catch (err) {
         if (err instanceof DuplicatesFound) {
           detail = true;
