@@ -43,6 +43,7 @@ export class MqttCommands {
   private readonly base: string;
   /** commands handled (answered or not), for tests and status */
   handled = 0;
+  private stopped = false;
 
   constructor(
     private readonly link: CommandLink,
@@ -63,7 +64,8 @@ export class MqttCommands {
   }
 
   private onMessage(m: LinkMessage): void {
-    if (!m.topic.startsWith(this.base)) return;
+    // after stop() the daemon is closing its database: a late command is not run
+    if (this.stopped || !m.topic.startsWith(this.base)) return;
     const verb = m.topic.slice(this.base.length);
     if (m.packet.retain) {
       // replayed from the broker's retained store at subscription: it would run again at every
@@ -182,6 +184,7 @@ export class MqttCommands {
   }
 
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.floodTimer);
     this.reportFlood();
   }

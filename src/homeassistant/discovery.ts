@@ -95,13 +95,16 @@ export class Discovery {
       this.again = true;
       return;
     }
-    this.running = this.announce().finally(() => {
-      this.running = undefined;
-      if (this.again) {
-        this.again = false;
-        this.request();
-      }
-    });
+    // a failure here (the database closed under a stopping daemon) is logged, never unhandled
+    this.running = this.announce()
+      .catch((err) => this.log.warn({ err: (err as Error).message }, 'Home Assistant discovery failed; announced again at the next connection'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.request();
+        }
+      });
   }
 
   private async announce(): Promise<void> {
