@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // npm run bench [-- --quick] [-- --json FILE] [-- --profile DIR] [-- --only ingest,drain,...] [-- --docs]
+//   (fleetpage: BENCH_FLEET=full for the issue's full size, BENCH_FLEET_REUSE=1 to keep using a generated database)
 // Runs every scenario against its limit in one run and prints a table; see docs/benchmarks.md.
 import { cpus } from 'node:os';
 import { readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
@@ -15,7 +16,10 @@ import { startupOnce } from './scenarios/startup.mjs';
 import { wireOnce } from './scenarios/wire.mjs';
 import { steadyPhase, collectdAvailable } from './scenarios/steady.mjs';
 import { linkAvailable, linkDrain } from './scenarios/link.mjs';
+import { liveOnce } from './scenarios/live.mjs';
 import { benchDatabase, collectorDrain, naiveCollect, pgAvailable, rawInsert } from './scenarios/collect.mjs';
+import { dropFleetDatabase, fleetPageBench } from './scenarios/fleetpage.mjs';
+import { DEFAULT as FLEET_DEFAULT, FULL as FLEET_FULL, QUICK as FLEET_QUICK } from './lib/fleet-data.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -239,6 +243,21 @@ try {
     }
   }
 
+  if (want('live')) {
+    const lv = { backlog: 200_000, delayMs: 300, samples: quick ? 5 : 10 };
+    log(`live: state latency while ${lv.backlog} pending readings drain through a link ${lv.delayMs} ms each way`);
+    const lb = join(workDir, 'live-backlog.db');
+    buildBacklog(lb, lv.backlog);
+    const r = await repeat(REPS, { live: () => liveOnce(ctx, { backlog: lb, delayMs: lv.delayMs, samples: lv.samples }) });
+    put('live', 'state_latency_ms', summarize(r.live.map((x) => x.medianMs)));
+    put('live', 'state_latency_max_ms', summarize(r.live.map((x) => x.maxMs)));
+    Object.assign(R.live, { backlog: lv.backlog, link_delay_ms: lv.delayMs, pending_min: Math.min(...r.live.map((x) => x.pending)) });
+    const worst = R.live.max.state_latency_max_ms;
+    targets.push({ name: 'live state latency under a backlog, worst (ms)', value: worst, target: '<= 1000', met: worst <= 1000 && R.live.pending_min > 0 });
+    log(`  ${round(R.live.state_latency_ms, 0)} ms (worst ${round(worst, 0)} ms), ${R.live.pending_min} still pending`);
+    rmSync(lb, { force: true });
+  }
+
   if (want('collect')) {
     const c = P.collect;
     const shape = { devices: c.devices, perDevice: c.perDevice, batch: c.batch };
@@ -269,6 +288,30 @@ try {
         log(`  one ${round(R.collect.readings_per_s, 0)}/s, two ${round(R.collect.two_readings_per_s, 0)}/s, raw ${round(R.collect.raw_readings_per_s, 0)}/s, naive ${round(R.collect.naive_readings_per_s, 0)}/s, peak RSS ${round(R.collect.rss_mb)} MB`);
       } finally {
         await ctx.pg.drop().catch(() => {});
+      }
+    }
+  }
+
+  if (want('fleetpage')) {
+    const fp = quick ? FLEET_QUICK : process.env.BENCH_FLEET === 'full' ? FLEET_FULL : FLEET_DEFAULT;
+    log(`fleetpage: ${fp.devices} devices × ${fp.sensors} sensors, a reading every ${fp.stepS} s for ${fp.days} days, and one device at 1 Hz for ${fp.denseDays} days; the page's API timed`);
+    if (!(await pgAvailable())) {
+      R.fleetpage = { skipped: 'PostgreSQL not reachable (BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres)' };
+      log(`  skipped: ${R.fleetpage.skipped}`);
+    } else {
+      try {
+        const r = await fleetPageBench(fp, { requests: quick ? 10 : 30, log });
+        R.fleetpage = { shape: fp, generated: r.generated ?? 'reused', p95_ms: {}, response_bytes: {}, points: {} };
+        for (const [k, e] of Object.entries(r.endpoints)) {
+          put('fleetpage', `${k}_ms`, summarize(e.ms));
+          R.fleetpage.p95_ms[k] = e.p95;
+          R.fleetpage.response_bytes[k] = e.bytes;
+          if (e.points) R.fleetpage.points[k] = e.points;
+        }
+        const worst = Math.max(...Object.keys(r.endpoints).map((k) => R.fleetpage[`${k}_ms`]));
+        targets.push({ name: 'fleet page API, slowest endpoint median, ms', value: worst, target: '<= 250', met: worst <= 250 });
+      } finally {
+        if (!args.keep && process.env.BENCH_FLEET_REUSE !== '1') await dropFleetDatabase().catch(() => {});
       }
     }
   }
@@ -428,6 +471,21 @@ function table(r) {
     row('  against the naive design (an INSERT per reading)', '', '', `naive ${n0(r.collect.naive_readings_per_s)} (${rng(r.collect, 'naive_readings_per_s')})`, r.collect.ratio_naive.toFixed(1), '', undefined);
     row('  start-up included', n0(r.collect.from_start_readings_per_s), rng(r.collect, 'from_start_readings_per_s'), '', '', '', undefined);
     row('  collector peak RSS, MB', n1(r.collect.rss_mb), rng(r.collect, 'rss_mb', n1), '', '', '', undefined);
+  }
+  if (r.live) {
+    row(`live state latency, ms (${n0(r.live.backlog)} pending draining, link +${r.live.link_delay_ms} ms each way)`, n0(r.live.state_latency_ms), rng(r.live, 'state_latency_ms'), `worst ${n0(r.live.max.state_latency_max_ms)}; ${n0(r.live.pending_min)} still pending`, '', '<= 1000 (worst)', t('live state')?.met);
+  }
+  if (r.fleetpage?.skipped) row('fleet page API', 'skipped', '', r.fleetpage.skipped, '', '', undefined);
+  else if (r.fleetpage) {
+    const f = r.fleetpage;
+    const g = f.generated && typeof f.generated === 'object' ? `${n0(f.generated.rows)} readings, ${n1(f.generated.readingsBytes / 1e9)} GB with indexes` : 'a database reused';
+    row(`fleet page API, ms (${n0(f.shape.devices)} devices, ${f.shape.days} days, a reading per sensor every ${f.shape.stepS / 60} min: ${g})`, '', '', '', '', '', undefined);
+    const names = { devices: '/api/devices (the fleet table)', device: '/api/devices/:id (a device, its sensors and gaps)', series_1h: 'series, 1 h', series_24h: 'series, 24 h', series_7d: 'series, 7 d', series_365d: `series, ${Math.min(365, f.shape.days)} d`, series_7d_1hz: `series, ${f.shape.denseDays} d of 1 Hz readings`, backlog_7d: 'backlog, 7 d' };
+    for (const [k, name] of Object.entries(names)) {
+      if (f[`${k}_ms`] === undefined) continue;
+      const pts = f.points?.[k] ? `${f.points[k]} points, ` : '';
+      row(`  ${name}`, n1(f[`${k}_ms`]), rng(f, `${k}_ms`, n1), `p95 ${n1(f.p95_ms[k])}; ${pts}${n0(f.response_bytes[k])} bytes`, '', k === 'devices' ? '<= 250 (all)' : '', k === 'devices' ? t('fleet page API')?.met : undefined);
+    }
   }
   if (r.wire) {
     row('wire bytes per reading, gzip (batches of 500)', n1(r.wire.compressed_bytes_per_reading), rng(r.wire, 'compressed_bytes_per_reading', n1), `uncompressed ${n1(r.wire.bytes_per_reading)}`, '', '<= 40', t('bytes per reading')?.met);

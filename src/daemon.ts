@@ -7,10 +7,12 @@ import { Sampler } from './sampler/sampler.js';
 import { checkInBackground, openStore } from './store/open.js';
 import { StorageKeeper } from './store/keeper.js';
 import type { Store } from './store/store.js';
+import { Confirmations } from './store/confirmations.js';
 import { MqttLink } from './mqtt/link.js';
 import { SyncLoop } from './sync/sync-loop.js';
 import { AckBook } from './sync/ack-book.js';
 import { DropAnnouncer } from './sync/drop-announcer.js';
+import { EndToEnd } from './sync/end-to-end.js';
 import { LinkJournal } from './sync/link-journal.js';
 import { OnlineMode } from './sync/online-mode.js';
 import { DeviceStatus, willStatus, type LinkView, type StatusPayload } from './status/device-status.js';
@@ -20,6 +22,7 @@ import { AlreadyRunningError, ControlServer } from './control/server.js';
 import { controlHandlers, type DaemonCommands } from './control/handlers.js';
 import { socketPathOf } from './control/protocol.js';
 import { deviceTopics } from './topics.js';
+import { buildRemote } from './remote.js';
 import { CLOCK_FLOOR_MS } from './version.js';
 
 export interface DaemonOptions {
@@ -51,18 +54,20 @@ function build(config: Config, store: Store, log: Logger, now: () => number, sta
   // (with a commit window, long enough for the next commit to carry them)
   const acks = new AckBook(store, { writeDelayMs: Math.max(s.ackWriteDelayMs, 2 * config.database.commitWindowMs), maxWaitingRows: s.batchSize * s.maxInFlight }, log.child({ module: 'sync' }), now);
   const sync = new SyncLoop(store, link, { ...s, deviceId: device.id, topic: topics.readings, protocolVersion: m.protocolVersion }, log.child({ module: 'sync' }), now, acks);
-  const keeper = new StorageKeeper(store, sync, { ...config.retention, commitWindowMs: config.database.commitWindowMs }, log.child({ module: 'retention' }), now, acks);
+  const keeper = new StorageKeeper(store, sync, { ...config.retention, commitWindowMs: config.database.commitWindowMs, confirmedThrough: s.endToEnd ? () => endToEnd!.storedThrough : undefined }, log.child({ module: 'retention' }), now, acks);
   const sensorLog = log.child({ module: 'sensors' });
   const sensors = config.sensors.map((c) => ({ sensor: createSensor(c, config.host, { warn: (o, msg) => sensorLog.warn(o, msg) }), schedule: c.schedule, readAtStart: c.readAtStart }));
   const sampler = new Sampler(sensors, keeper, log.child({ module: 'sampler' }), { readTimeoutMs: 10_000, clockFloorMs: CLOCK_FLOOR_MS, now: opts.now });
   const announcer = new DropAnnouncer(store, link, { topic: topics.dropped, deviceId: device.id, timeoutMs: s.publishTimeoutMs }, log.child({ module: 'sync' }));
+  const endToEnd = s.endToEnd ? new EndToEnd({ store: new Confirmations(store), link, sync, announcer, lastSeq: () => store.stats().lastSeq }, { topic: topics.stored, resendPerMinute: s.resendPerMinute }, log.child({ module: 'end-to-end' }), now) : undefined; // off: nothing subscribed
   // the reporter publishes what `status` gathers; `status` shows the mode, which says goodbye through the reporter
   const reporter = new StatusReporter(link, { topic: topics.status, intervalMs: config.status.intervalMs, timeoutMs: s.publishTimeoutMs }, (): StatusPayload => status.payload(), log.child({ module: 'status' }));
-  const mode = new OnlineMode({ store, link, sync, status: reporter }, { drainTimeoutMs: s.shutdownTimeoutMs }, log);
-  const status = new DeviceStatus({ store, link, mode, keeper, sync, sampler }, device.id, startedAt, now);
+  const mode = new OnlineMode({ store, link, sync, status: reporter }, { drainTimeoutMs: s.shutdownTimeoutMs, stayReachable: config.control.mqtt.enabled }, log);
+  const status = new DeviceStatus({ store, link, mode, keeper, sync, sampler, endToEnd }, device.id, startedAt, now);
   const saved = new SavedState(store, status, log);
-  const commands = controlHandlers({ status, mode, store, sync, link }, log);
-  return { store, keeper, sampler, link, sync, announcer, reporter, mode, status, saved, commands };
+  const commands = controlHandlers({ status, mode, store, sync, link, readings: keeper, now }, log);
+  const remote = buildRemote(config, { link, store, mode, commands, topics }, log, now);
+  return { store, keeper, sampler, link, sync, announcer, endToEnd, reporter, mode, status, saved, commands, remote };
 }
 
 type Parts = ReturnType<typeof build>;
@@ -94,12 +99,19 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
     const store = openStore(this.config.database, this.log, this.now, this.opts.replaceDatabase);
     const p = build(this.config, store, this.log, this.now, startedAt, this.opts);
     this.parts = p;
-    p.keeper.on('written', () => p.sync.nudge());
+    p.keeper.on('written', (_n, ticks) => {
+      p.sync.nudge();
+      p.remote.written(ticks);
+    });
     p.keeper.on('dropped', (when) => (when === 'now' ? void p.announcer.announce() : p.announcer.announceSoon(5000)));
     p.keeper.on('damaged', (reason) => this.emit('damaged', reason));
     new LinkJournal(store, p.sync, this.config.mqtt.url, this.log).follow(p.link);
     p.saved.follow(p.link);
-    p.mode.on('changed', () => p.saved.save());
+    p.mode.on('changed', (online) => {
+      p.saved.save();
+      // the connection may have stayed up for remote commands: nothing else would say we are back
+      if (online) void p.reporter.publishNow().then(() => p.remote.backOnline());
+    });
     await this.startControl(p.commands);
     // from here on all is synchronous: no command is answered before every module runs
     p.keeper.start();
@@ -107,7 +119,9 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
     p.mode.start(); // the link, unless offline by choice
     p.sync.start();
     p.reporter.start();
+    p.remote.start();
     p.announcer.start();
+    p.endToEnd?.start();
     p.saved.save();
     void checkInBackground(store).then((damage) => damage && !this.stopping && this.emit('damaged', damage));
   }
@@ -157,6 +171,8 @@ export class Daemon extends EventEmitter<{ damaged: [reason: string] }> implemen
       await p.sampler.stop();
       p.keeper.stop();
       p.announcer.stop();
+      p.endToEnd?.stop();
+      p.remote.stop();
       const drained = await p.sync.drain(this.config.sync.shutdownTimeoutMs);
       if (!drained.settled) this.log.warn({ inFlightBatches: drained.inFlight }, 'stopping with batches unacknowledged; their rows stay pending');
       p.sync.stop();

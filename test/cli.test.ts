@@ -285,11 +285,11 @@ describe('CLI beside a running daemon', () => {
   });
 
   it('watch shows batches and status of every device, live', async () => {
-    const c = config('watched');
+    const c = config('watched', mosq.url, { state: { enabled: true } });
     const w = spawnCli(['watch', '--url', mosq.url, '--prefix', 'cli', '--json']);
     await waitFor(() => /watching/.test(w.stderr()), 5000, 'watch connected');
     const d = await startDaemon(c.args);
-    await waitFor(() => w.stdout().includes('"type":"batch"'), 10_000, 'a batch seen');
+    await waitFor(() => w.stdout().includes('"type":"batch"') && w.stdout().includes('"type":"state"'), 10_000, 'a batch and live values seen');
     await stopDaemon(d);
     await waitFor(() => w.stdout().includes('"reason":"shutdown"'), 5000, 'offline status seen');
     w.child.kill('SIGTERM');
@@ -303,6 +303,8 @@ describe('CLI beside a running daemon', () => {
     expect(batches.length).toBeGreaterThan(0);
     expect(batches[0]).toMatchObject({ rows: expect.any(Number), firstSeq: expect.any(Number), duplicates: 0 });
     expect(events.some((e) => e.type === 'status' && e.status.state === 'online')).toBe(true);
+    // the live values too
+    expect(events.find((e) => e.type === 'state' && e.device === 'watched')).toMatchObject({ values: [{ name: 'sim', value: expect.any(Number), ageMs: expect.any(Number) }] });
   });
 
   it('demo runs the whole loop with its embedded broker, driven through standard input', async () => {
@@ -366,6 +368,22 @@ describe('fleet watcher', () => {
     expect(lines[3]).toMatch(/DROPPED 2 readings on the device \(database cap\): seq 4-5/);
     expect(lines[4]).toMatch(/status\s+OFFLINE \(connection lost\)$/);
     for (const l of lines) expect(l).toMatch(/^\d\d:\d\d:\d\d\.\d{3}  /);
+  });
+
+  it('prints live values from the state message, every device-sent string made printable', () => {
+    const w = new FleetWatcher(() => Date.parse('2026-11-26T10:00:05.000Z'));
+    const line = formatWatchEvent(
+      w.live('pi-kitchen', {
+        'sim-temp': { value: 21.5, unit: '°C', ts: '2026-11-26T10:00:04.500Z' },
+        'evil\u001b[2J': { value: '\u001b]0;owned\u0007', unit: '\u202e%', ts: '2026-11-26T09:00:00.000Z' },
+        cold: { value: null, unit: null, ts: null },
+      }),
+    );
+    expect(line).toMatch(/pi-kitchen\s+state\s+sim-temp 21.5 °C  evil\\u\{1b\}\[2J \\u\{1b\}\]0;owned\\u\{7\} \\u\{202e\}%  cold -  \(oldest 60.1 min old\)$/);
+    expect(line).not.toMatch(/[\u0000-\u001f\u202e]/);
+    expect(formatWatchEvent(w.live('x', [1, 2]))).toMatch(/unreadable message: state message is not a JSON object/);
+    const many = w.live('x', Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`s${i}`, { value: i, unit: null, ts: null }])));
+    expect(formatWatchEvent(many)).toMatch(/\(\+60 more\)$/);
   });
 });
 

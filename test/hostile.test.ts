@@ -245,7 +245,7 @@ describe('files and folders', () => {
     writeFileSync(victim, 'secret');
     chmodSync(victim, 0o600);
     const path = join(dir, 'ctl.sock');
-    const server = new ControlServer(path, { ping: () => 1, online: () => 1, offline: () => 1, status: () => 1, sync: () => 1, requeue: () => 1, nudge: () => 1 }, silentLogger());
+    const server = new ControlServer(path, { ping: () => 1, online: () => 1, offline: () => 1, status: () => 1, sync: () => 1, requeue: () => 1, record: () => 1, nudge: () => 1 }, silentLogger());
     // a link planted where the socket goes is replaced, never followed
     symlinkSync(victim, path);
     await server.start();

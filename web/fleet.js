@@ -1,6 +1,7 @@
 // The fleet page: plain JavaScript, no build. Every string that came from a device (ids, sensor
 // names, units, reasons) goes into the page as text (textContent, setAttribute), never as markup.
-'use strict';
+// A module (strict by itself); uPlot is the global its own script defines before this one runs.
+import { formatDuration } from '/static/duration.js';
 
 const WINDOWS = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3 };
 const TROUBLE_TEXT = { offline: 'offline', lag: 'behind', backlog: 'backlog', gaps: 'open gaps' };
@@ -14,17 +15,7 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
-// the same steps as the command line's durations (src/util/duration.ts formatDuration)
-function duration(ms) {
-  if (ms === null || ms === undefined) return '–';
-  ms = Math.max(0, ms);
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 120) return `${s.toFixed(1)} s`;
-  if (s < 7200) return `${(s / 60).toFixed(1)} min`;
-  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
-  return `${(s / 86400).toFixed(1)} d`;
-}
+const duration = (ms) => (ms === null || ms === undefined ? '–' : formatDuration(Math.max(0, ms)));
 const num = (n) => (n === null || n === undefined ? '–' : n.toLocaleString('en-US'));
 const time = (iso) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '–');
 const deviceHref = (id) => '/devices/' + encodeURIComponent(id);
@@ -101,19 +92,24 @@ async function fleetView(main) {
     body.append(tr);
   }
   const summary = el('p', { class: 'note' }, `${data.devices.length} devices, ${troubled} needing a look (offline, behind by more than ${duration(data.thresholds.lagMs)}, more than ${num(data.thresholds.pending)} readings pending, or open gaps)`);
+  const rejected = Object.entries(data.rejectedMessages || {});
+  if (rejected.length > 0) summary.append(el('br', {}), `rejected messages (the rejected_messages table): ${rejected.map(([reason, n]) => `${reason} ${num(n)}`).join(', ')}`);
   main.replaceChildren(summary, data.devices.length === 0 ? el('p', { class: 'note' }, 'no devices yet') : el('table', { id: 'fleet' }, el('thead', {}, head), body));
 }
 
 // ---- one device ----
 
-function chart(container, title, series, data, bands, height) {
+function chart(container, title, series, data, bands, height, range) {
   const width = Math.max(300, container.clientWidth || 900);
   const opts = {
     title,
     width,
     height,
     series,
-    scales: { x: { time: true } },
+    // the whole window, so that a device silent for part of it shows as such
+    scales: { x: { time: true, range: () => [range[0] / 1000, range[1] / 1000] } },
+    // UTC, as every other time on the page (and the collector's logs)
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
     axes: [{}, { size: 60 }],
     hooks: {
       // holes the collector knows of, behind the lines: open (may still arrive) and dropped (announced lost)
@@ -147,11 +143,12 @@ async function sensorChart(box, id, s, win, now) {
   const unit = s.unit ? ` (${s.unit})` : '';
   chart(
     box,
-    `${s.sensor}${unit}, ${data.bucketMs / 1000} s buckets`,
+    `${s.sensor}${unit}, ${duration(data.bucketMs).replace(/\.0 /, ' ')} buckets`,
     [{}, { label: 'min', stroke: '#9ab', width: 1 }, { label: 'mean', stroke: '#1565c0', width: 2 }, { label: 'max', stroke: '#9ab', width: 1 }],
     [xs, pts.map((p) => p[1]), pts.map((p) => p[2]), pts.map((p) => p[3])],
     bands.map((b) => ({ ...b, from: Math.max(b.from, from), to: Math.min(b.to, now) })),
     220,
+    [from, now],
   );
 }
 
@@ -160,7 +157,7 @@ async function backlogChart(box, id, win, now) {
   const data = await getJson(`/api/devices/${encodeURIComponent(id)}/backlog?${q}`);
   box.setAttribute('data-points', String(data.points.length));
   if (data.points.length === 0) return box.append(el('p', { class: 'note' }, 'no status messages in this window'));
-  chart(box, 'readings pending on the device (from its status messages)', [{}, { label: 'pending', stroke: '#6a1b9a', width: 2, fill: 'rgba(106, 27, 154, 0.1)' }], [data.points.map((p) => p[0] / 1000), data.points.map((p) => p[1])], [], 160);
+  chart(box, 'readings pending on the device (from its status messages)', [{}, { label: 'pending', stroke: '#6a1b9a', width: 2, fill: 'rgba(106, 27, 154, 0.1)' }], [data.points.map((p) => p[0] / 1000), data.points.map((p) => p[1])], [], 160, [now - WINDOWS[win], now]);
 }
 
 function gapTable(gaps, truncated) {
@@ -200,7 +197,7 @@ async function deviceView(main, id) {
   for (const t of d.trouble) badges.append(el('span', { class: `badge ${t}` }, TROUBLE_TEXT[t] || t));
   const picker = el('nav', { class: 'windows' }, 'window: ');
   for (const w of Object.keys(WINDOWS)) picker.append(w === win ? el('strong', {}, w) : el('a', { href: `${deviceHref(d.device)}?window=${w}` }, w));
-  const legend = el('p', { class: 'legend' }, el('span', { class: 'swatch open' }), 'open gap (may still arrive) ', el('span', { class: 'swatch dropped' }), 'dropped (announced lost by the device)');
+  const legend = el('p', { class: 'legend' }, 'times in UTC; ', el('span', { class: 'swatch open' }), 'open gap (may still arrive) ', el('span', { class: 'swatch dropped' }), 'dropped (announced lost by the device)');
   const charts = el('div', { id: 'charts' });
   main.replaceChildren(el('h1', {}, d.device, ' ', badges), facts, picker, legend, charts, el('h2', {}, 'Backlog'), el('div', { id: 'backlog', class: 'chart' }), el('h2', {}, 'Gaps'), gapTable(data.gaps, data.gapsTruncated));
   const now = Date.parse(data.generatedAt);

@@ -29,7 +29,7 @@ export const collectCommand: Command = {
     }
     if (values.check) {
       for (const w of secrets.warnings) process.stderr.write(`warning: ${w.msg} ${JSON.stringify(w.fields)}\n`);
-      process.stdout.write(`${file}: ok (collector ${config.mqtt.clientId}${config.mqtt.shareGroup ? ` in share group ${config.mqtt.shareGroup}` : ''}, topics ${config.mqtt.topicPrefix}/+/…, schema ${config.postgres.schema})\n`);
+      process.stdout.write(`${file}: ok (collector ${config.mqtt.clientId}${config.mqtt.shareGroup ? ` in share group ${config.mqtt.shareGroup}` : ''}, topics ${config.mqtt.topicPrefix}/+/…, schema ${config.postgres.schema}${config.http.listen ? `, fleet page on ${config.http.listen}` : ''})\n`);
       return EXIT.OK;
     }
     const log = createLogger(config.log.level);

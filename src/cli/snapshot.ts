@@ -1,4 +1,5 @@
 import type { Store } from '../store/store.js';
+import { Confirmations, STORED_THROUGH_KEY } from '../store/confirmations.js';
 import type { LiveStatus } from '../status/device-status.js';
 import { STATE_KEY } from '../status/saved-state.js';
 import { savedOffline } from '../sync/online-mode.js';
@@ -24,6 +25,8 @@ export interface StatusSnapshot {
   droppedTotal: number;
   acceptingReadings: boolean;
   lastSeq: number;
+  /** with sync.endToEnd (or once the collector answered): what it confirmed stored, and what the broker has that it has not */
+  endToEnd?: { storedThrough: number; unconfirmed: number; syncedThrough?: number };
 }
 
 const ERROR_EVENTS = ['batch_rejected', 'batch_timeout', 'rows_parked', 'connect_failed', 'disconnected', 'readings_dropped', 'readings_lost', 'database_replaced'];
@@ -63,7 +66,16 @@ export function buildStatus(store: Store, live: LiveStatus | undefined, nowMs = 
     droppedTotal: losses.dropped,
     acceptingReadings: live?.acceptingReadings ?? true,
     lastSeq: st.lastSeq,
+    endToEnd: live?.endToEnd ?? confirmedFromDatabase(store),
   };
+}
+
+/** Without the daemon: from the database, once a collector has said anything. */
+function confirmedFromDatabase(store: Store): StatusSnapshot['endToEnd'] {
+  if (store.getConfig(STORED_THROUGH_KEY) === undefined) return undefined;
+  const c = new Confirmations(store);
+  const storedThrough = c.storedThrough();
+  return { storedThrough, unconfirmed: c.unconfirmed(storedThrough) };
 }
 
 function parseJson(s: string | undefined): unknown {
@@ -103,6 +115,10 @@ export function formatStatus(s: StatusSnapshot, nowMs = Date.now()): string {
     ['lost', `${s.lostTotal} readings could not be stored or were dropped${s.droppedTotal ? ` (${s.droppedTotal} dropped to keep the disk bounded)` : ''}${s.acceptingReadings ? '' : '; STORAGE FULL: new readings are not stored'}`],
     ['database', `${s.database.path}, ${formatBytes(s.database.bytes)}, last seq ${s.lastSeq}`],
   ];
+  if (s.endToEnd) {
+    const e = s.endToEnd;
+    rows.splice(rows.findIndex(([k]) => k === 'last ack') + 1, 0, ['end to end', `stored by the collector through seq ${e.storedThrough}; ${e.unconfirmed} synced readings not yet confirmed (kept until they are)`]);
+  }
   if (d.running && d.lastError && d.link !== 'online') rows.splice(1, 0, ['broker', d.lastError]);
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');

@@ -40,6 +40,12 @@ export function formatWatchEvent(e: WatchEvent): string {
       return `${head}  DROPPED ${printable(e.count)} readings on the device (${printable(e.reason ?? 'disk cap')}): seq ${e.ranges.map(([a, b]) => `${printable(a)}-${printable(b)}`).join(',')}`;
     case 'bad':
       return `${head}  unreadable message: ${printable(e.error)}`;
+    case 'state': {
+      const vals = e.values.map((v) => `${printable(v.name)} ${v.value === null ? '-' : printable(v.value)}${typeof v.unit === 'string' && v.unit ? ` ${printable(v.unit)}` : ''}`);
+      const ages = e.values.map((v) => v.ageMs).filter((a): a is number => a !== null);
+      const oldest = ages.length ? Math.max(...ages) : undefined;
+      return `${head}  state   ${vals.join('  ')}${e.more > 0 ? `  (+${e.more} more)` : ''}${oldest !== undefined && oldest > 5000 ? `  (oldest ${formatDuration(oldest)} old)` : ''}`;
+    }
   }
 }
 
@@ -79,8 +85,10 @@ export const watchCommand: Command = {
     const trouble = new Repeating(firstOnly);
     client.on('connect', () => {
       trouble.ended();
-      process.stderr.write(`watching ${prefix}/+/readings and ${prefix}/+/status on ${redactUrl(url)} (Ctrl-C to stop)\n`);
+      process.stderr.write(`watching ${prefix}/+/readings, /status and /state on ${redactUrl(url)} (Ctrl-C to stop)\n`);
       client.subscribe([`${prefix}/+/readings`, `${prefix}/+/status`, `${prefix}/+/dropped`], { qos: 1 });
+      // live values: QoS 0 as they are sent; the retained one of every device comes at once
+      client.subscribe(`${prefix}/+/state`, { qos: 0 });
     });
     client.on('error', (err) => {
       if (trouble.occurred()) process.stderr.write(`watch: ${describeConnectError(err, protocolVersion)} (retrying)\n`);
@@ -92,6 +100,8 @@ export const watchCommand: Command = {
       try {
         if (kind === 'status') {
           if (payload.length) out(watcher.status(device, JSON.parse(payload.toString()) as Record<string, unknown>));
+        } else if (kind === 'state') {
+          if (payload.length) out(watcher.live(device, JSON.parse(payload.toString())));
         } else if (kind === 'dropped') {
           const d = JSON.parse(payload.toString()) as { ranges: Array<[number, number]>; reason?: string };
           out(watcher.dropped(device, d.ranges, d.reason));

@@ -6,6 +6,7 @@ import { StoreUnavailableError } from './pg/errors.js';
 import { PgStore } from './pg/store.js';
 import { FleetPageServer } from './http/server.js';
 import { FleetSubscriber } from './subscriber.js';
+import { StoredPublisher } from './stored-publisher.js';
 import { Writer } from './writer.js';
 
 const SUMMARY_EVERY_MS = 60_000;
@@ -19,6 +20,8 @@ export class Collector {
   readonly store: PgStore;
   readonly subscriber: FleetSubscriber;
   readonly writer: Writer;
+  /** the retained `stored` answers to the devices (issue 16), unless endToEnd.enabled is false */
+  readonly stored?: StoredPublisher;
   private stopping = false;
   /** ends the wait for PostgreSQL at start when a stop is asked */
   private wake?: () => void;
@@ -36,7 +39,7 @@ export class Collector {
     const m = config.mqtt;
     const pg = config.postgres;
     this.store = new PgStore(
-      { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: pg.statementTimeoutMs, lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs },
+      { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: pg.statementTimeoutMs, lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, statusEveryMs: config.statusHistory.everyMs },
       log.child({ module: 'store' }),
     );
     this.subscriber = new FleetSubscriber(
@@ -61,13 +64,22 @@ export class Collector {
     const h = config.http;
     if (h.listen !== undefined) {
       const store = new PgStore(
-        { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: Math.min(pg.statementTimeoutMs, h.requestTimeoutMs), lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, applicationName: 'edge-sensor-fleet-page', poolSize: 2 },
+        { url: pg.url, password: secrets.pgPassword, schema: pg.schema, connectTimeoutMs: pg.connectTimeoutMs, statementTimeoutMs: Math.min(pg.statementTimeoutMs, h.requestTimeoutMs), lockTimeoutMs: pg.lockTimeoutMs, reorderWindowMs: config.gaps.reorderWindowMs, applicationName: 'edge-sensor-fleet-page', poolSize: 2, noJit: true },
         log.child({ module: 'page-store' }),
       );
       const server = new FleetPageServer({ listen: h.listen, auth: h.auth, secret: secrets.httpSecret, requestTimeoutMs: h.requestTimeoutMs, trouble: h.trouble }, store, log.child({ module: 'http' }));
       this.page = { server, store };
     }
     this.writer = new Writer(this.store, { maxReadings: config.batch.maxReadings, retry: { initialDelayMs: 1000, maxDelayMs: 30_000 } }, log.child({ module: 'writer' }));
+    const e = config.endToEnd;
+    if (e.enabled) {
+      this.stored = new StoredPublisher(
+        this.store,
+        this.subscriber,
+        { topicPrefix: m.topicPrefix, intervalMs: e.intervalMs, tailWindowMs: e.tailWindowMs, republishMs: e.republishMs, maxRanges: e.maxRanges, publishTimeoutMs: e.publishTimeoutMs },
+        log.child({ module: 'stored' }),
+      );
+    }
   }
 
   /**
@@ -108,6 +120,7 @@ export class Collector {
       if (!this.stopping) this.subscriber.resume();
     });
     this.writer.on('committed', (r) => {
+      this.stored?.changed(r.devices);
       this.since.messages += r.messages;
       this.since.readings += r.readings;
       this.since.duplicates += r.duplicates;
@@ -118,6 +131,8 @@ export class Collector {
     });
     this.summaryTimer = setInterval(() => this.summary(log), SUMMARY_EVERY_MS);
     this.summaryTimer.unref();
+    this.subscriber.on('subscribed', () => this.stored?.reconnected());
+    this.stored?.start();
     this.pruneTimer = setInterval(() => void this.pruneStatusHistory(log), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
     if (this.page) {
@@ -132,6 +147,7 @@ export class Collector {
     this.stopping = true;
     this.wake?.();
     clearInterval(this.summaryTimer);
+    this.stored?.stop();
     clearInterval(this.pruneTimer);
     await this.page?.server.stop();
     await this.page?.store.close();

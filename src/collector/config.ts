@@ -114,9 +114,27 @@ export const collectorConfigSchema = z.strictObject({
       reorderWindowMs: duration('gaps.reorderWindowMs', 0, 3_600_000).default(5000),
     })
     .prefault({}),
+  endToEnd: z
+    .strictObject({
+      /** publish the retained {prefix}/{device}/stored answers (devices with sync.endToEnd act on them) */
+      enabled: z.boolean().default(true).describe('publish the retained {topicPrefix}/{device}/stored answers (devices with sync.endToEnd act on them)'),
+      /** one stored message per device per this at most; changes in between are coalesced */
+      intervalMs: duration('endToEnd.intervalMs', 100, 3_600_000).default(2000).describe('at most one stored message per device per this; changes in between are coalesced'),
+      /** a device's acknowledged readings above everything stored for this long are asked for (the broker lost the newest) */
+      tailWindowMs: duration('endToEnd.tailWindowMs', 1000, 86_400_000).default(30_000).describe("readings the device's status says the broker acknowledged, above everything stored for this long, are asked for (a tail the broker lost)"),
+      /** an unchanged answer that still asks for readings is published again after this */
+      republishMs: duration('endToEnd.republishMs', 1000, 86_400_000).default(30_000).describe('an unchanged answer that still asks for readings is published again after this'),
+      /** missing ranges per message at most, lowest first */
+      maxRanges: int(1, 1000).default(100).describe('missing ranges per stored message at most, lowest first'),
+      /** no PUBACK by then: told again at the next change */
+      publishTimeoutMs: int(100, 600_000).default(10_000).describe('no PUBACK by then: the device is told again at the next round'),
+    })
+    .prefault({})
+    .describe('end-to-end acknowledgements to the devices (docs/collector.md, End-to-end acknowledgements)'),
   statusHistory: z
     .strictObject({
       keepMs: duration('statusHistory.keepMs', 3_600_000, 10 * 365 * 86_400_000).default(30 * 86_400_000).describe('status samples older than this are deleted (checked hourly)'),
+      everyMs: duration('statusHistory.everyMs', 0, 86_400_000).default(300_000).describe("a device's live status is sampled at most this often (a change of its online state always is); 0: every status"),
     })
     .prefault({})
     .describe("the devices' statuses over time (status_samples: the fleet page's backlog chart)"),

@@ -36,7 +36,10 @@ export interface FleetRow {
   droppedAnnounced: number;
   duplicatesAbsorbed: number;
   rejectedMessages: number;
+  /** end to end: every reading up to this seq is stored or announced dropped */
   through: number;
+  /** readings synced by the device and not yet confirmed stored: only at the broker (its last status; null without sync.endToEnd) */
+  atBrokerOnly: number | null;
 }
 
 export function fleetRows(s: FleetSnapshot): FleetRow[] {
@@ -57,6 +60,7 @@ export function fleetRows(s: FleetSnapshot): FleetRow[] {
       duplicatesAbsorbed: d.duplicatesAbsorbed,
       rejectedMessages: d.rejectedMessages,
       through: d.through,
+      atBrokerOnly: d.unconfirmed,
     };
   });
 }
@@ -82,7 +86,7 @@ const ago = (ms: number | null) => (ms === null ? '-' : `${formatDuration(Math.m
 export function fleetText(s: FleetSnapshot): string {
   const rows = fleetRows(s);
   if (rows.length === 0) return 'no devices yet (nothing received: is the collector running and subscribed to the right topicPrefix?)\n';
-  const head = ['DEVICE', 'STATE', 'LAST SEEN', 'STORED', 'LAG', 'PENDING', 'OPEN GAPS', 'DROPPED', 'DUPLICATES'];
+  const head = ['DEVICE', 'STATE', 'LAST SEEN', 'STORED', 'LAG', 'PENDING', 'OPEN GAPS', 'DROPPED', 'DUPLICATES', 'CONFIRMED', 'AT BROKER'];
   const cells = rows.map((r) => [
     printable(r.device),
     r.state,
@@ -93,6 +97,9 @@ export function fleetText(s: FleetSnapshot): string {
     r.openGaps.ranges === 0 ? '0' : `${n(r.openGaps.ranges)} (${n(r.openGaps.readings)} readings)`,
     n(r.droppedAnnounced),
     n(r.duplicatesAbsorbed),
+    // end to end: every seq through this one is in the database (or announced dropped)
+    `≤ ${n(r.through)}`,
+    r.atBrokerOnly === null ? '-' : n(r.atBrokerOnly),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join('  ').trimEnd();
@@ -100,6 +107,7 @@ export function fleetText(s: FleetSnapshot): string {
   const rejected = s.rejected.reduce((a, r) => a + r.count, 0);
   out.push('', `${rows.length} devices; ${rejected === 0 ? 'no rejected messages' : `${n(rejected)} rejected messages (${s.rejected.map((r) => `${r.reason} ${n(r.count)}`).join(', ')}): see the rejected_messages table`}`);
   const withGaps = rows.filter((r) => r.openGaps.ranges > 0);
+  out.push('CONFIRMED: every seq up to it is in the database or announced dropped; AT BROKER: readings the device synced that the database has not confirmed (devices with sync.endToEnd)');
   if (withGaps.length > 0) out.push(`open gaps: edge-sensor fleet --gaps DEVICE lists them (${withGaps.map((r) => printable(r.device)).join(', ')})`);
   return out.join('\n') + '\n';
 }

@@ -102,6 +102,11 @@ export class FleetSubscriber extends EventEmitter<SubscriberEvents> implements M
     this.link.resume();
   }
 
+  /** Publishes on the same connection (the collector's `stored` answers); resolved on PUBACK, typed errors otherwise (MqttLink). */
+  publish(topic: string, payload: string, opts: { retain?: boolean }, timeoutMs: number): Promise<void> {
+    return this.link.publish(topic, payload, opts, timeoutMs);
+  }
+
   async stop(): Promise<void> {
     this.client = undefined;
     await this.link.stop();

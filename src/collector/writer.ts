@@ -13,6 +13,8 @@ export interface ReadingsStore {
 }
 
 export interface CommitReport {
+  /** devices whose readings, drops or status the transaction changed */
+  devices: string[];
   messages: number;
   readings: number;
   duplicates: number;
@@ -141,8 +143,10 @@ export class Writer extends EventEmitter<WriterEvents> {
   }
 
   private report(messages: number, outcomes: readonly ItemOutcome[], ms: number): void {
-    const r: CommitReport = { messages, readings: 0, duplicates: 0, rejected: 0, ms };
+    const r: CommitReport = { devices: [], messages, readings: 0, duplicates: 0, rejected: 0, ms };
+    const devices = new Set<string>();
     for (const o of outcomes) {
+      if (o.kind !== 'rejected') devices.add(o.device);
       if (o.kind === 'stored') {
         r.readings += o.stored;
         r.duplicates += o.duplicates;
@@ -151,6 +155,7 @@ export class Writer extends EventEmitter<WriterEvents> {
         this.emitSafely('rejected', { topic: o.topic, device: o.device, reason: o.reason, detail: o.detail });
       }
     }
+    r.devices = [...devices];
     const t = this.totals;
     t.messages += messages;
     t.readings += r.readings;

@@ -212,6 +212,8 @@ export const configSchema = z
         ackWriteDelayMs: int(0, 600_000).default(10_000).describe('Rows the broker acknowledged are marked synced in the next append\'s transaction (no fsync of their own); with no append within this time, in one of their own. A crash before that write resends them (duplicates, never a loss; see [durability](durability.md#acknowledged-rows)). `sync`, SIGTERM and shutdown write them at once.'),
         publishTimeoutMs: int(100, 600_000).default(10_000).describe("No PUBACK by then: the batch's outcome is unknown; the daemon reconnects and its rows are sent again."),
         shutdownTimeoutMs: int(0, 600_000).default(5000).describe('On SIGTERM, how long to wait for the PUBACKs of batches in flight.'),
+        endToEnd: z.boolean().default(false).describe("Keep each synced reading until the collector confirms it stored it (its retained `{topicPrefix}/{device.id}/stored` message), and send again what it asks for; see [durability](durability.md#end-to-end). Off: nothing is subscribed, the guarantee ends at the broker's PUBACK."),
+        resendPerMinute: int(1, 10_000_000).default(30_000).describe('With `endToEnd`: readings sent again on the collector\'s request per minute at most (a flood of forged requests cannot saturate the uplink); the rest of a request waits for the next minute.'),
         compression: z.enum(['none', 'gzip']).default('none').describe('`gzip` compresses each readings payload (MQTT 5 content type `application/json+gzip`; under MQTT 3.1.1 consumers must know it from configuration).'),
         retry: z
           .strictObject({
@@ -230,9 +232,29 @@ export const configSchema = z
       })
       .prefault({})
       .describe("The device's status topic."),
+    state: z
+      .strictObject({
+        // off unless asked for: about 150 bytes a sample on the uplink, several times what the readings cost gzipped
+        enabled: z.boolean().optional().meta({ description: 'Publish the retained `{topicPrefix}/{device.id}/state` message: the latest value of every sensor, right after each sample, whatever the backlog. `homeassistant` needs it.', defaultText: 'as `homeassistant.enabled`' }),
+        minIntervalMs: int(100, 3_600_000).default(1000).describe('At most one state message per this many ms: samples in between are coalesced (the newest value of each sensor wins).'),
+      })
+      .prefault({})
+      .describe('Live values for dashboards; see [MQTT API](mqtt-api.md#live-values). They never mark anything synced: readings are delivered by the batch path only.'),
+    homeassistant: z
+      .strictObject({
+        enabled: z.boolean().default(false).describe('Announce the device, its sensors, its diagnostics (and with `control.mqtt`, a sync button and an online switch) to Home Assistant by MQTT discovery; see [Home Assistant](home-assistant.md).'),
+        discoveryPrefix: z
+          .string()
+          .regex(/^[^#+\s]{1,200}$/, 'expected a topic prefix of 1-200 characters without wildcards or spaces')
+          .refine((s) => !UNPRINTABLE.test(s) && !s.startsWith('/') && !s.endsWith('/'), 'expected no control characters and no leading or trailing "/"')
+          .default('homeassistant')
+          .describe("Home Assistant's discovery prefix (its MQTT integration's setting); discovery goes to `{discoveryPrefix}/{component}/{device.id}/{object}/config`, and `{discoveryPrefix}/status` = `online` (its birth message) makes the device announce itself again."),
+      })
+      .prefault({})
+      .describe('Home Assistant MQTT discovery.'),
     retention: z
       .strictObject({
-        syncedMaxAge: duration('retention.syncedMaxAge', 0, 10 * YEAR_MS).default(3 * 86_400_000).describe('Synced rows are deleted once they were synced this long ago (at most 10 years). Pending and parked rows are never deleted by age.'),
+        syncedMaxAge: duration('retention.syncedMaxAge', 0, 10 * YEAR_MS).default(3 * 86_400_000).describe('Synced rows are deleted once they were synced this long ago (at most 10 years), and with `sync.endToEnd` only once the collector confirmed them stored. Pending and parked rows are never deleted by age.'),
         pruneIntervalMs: int(1000, 86_400_000).default(60_000).describe('How often the deletion by age runs.'),
         syncLogMaxRows: int(100, 10_000_000).default(10_000).describe('Newest `sync_log` events kept.'),
         /** the database file plus its WAL never grows past this (0: no cap) */
@@ -248,9 +270,17 @@ export const configSchema = z
     control: z
       .strictObject({
         socketPath: filePath().optional().meta({ description: 'The unix socket (mode 0660, no network port) through which `offline`, `online`, `sync` and `requeue` reach the running daemon; at most 107 bytes; a folder every user may write to is refused.', defaultText: '`{database.path}.sock`' }),
+        mqtt: z
+          .strictObject({
+            enabled: z.boolean().default(false).describe('Accept commands on `{topicPrefix}/{device.id}/cmd/{verb}` (`sync`, `offline`, `online`, `requeue`, `status`, `record`, `ping`; `mode` for Home Assistant\'s switch), answered on the MQTT 5 response topic; while offline by choice the connection stays up for commands only. Restrict who may publish there with the broker\'s ACL: see [Home Assistant](home-assistant.md#who-may-send-commands).'),
+            burst: int(1, 1000).default(10).describe('Commands accepted at once; beyond it one per `60000 / perMinute` ms, the rest refused with an error reply.'),
+            perMinute: int(1, 6000).default(30).describe('Commands accepted per minute once the burst is used.'),
+          })
+          .prefault({})
+          .describe('Remote commands over MQTT; see [MQTT API](mqtt-api.md#commands).'),
       })
       .prefault({})
-      .describe("The CLI's channel to the running daemon."),
+      .describe("The CLI's channel to the running daemon, and remote commands over MQTT."),
     host: z
       .strictObject({
         procRoot: filePath().default('/proc').describe('Where `cpu-load` and `memory` read `/proc` (tests point it at a fake tree).'),
@@ -315,6 +345,10 @@ export function crossFieldProblems(input: unknown): Array<{ path: Array<string |
     if (mqtt.protocolVersion === 4 && mqtt.username === undefined && (mqtt.passwordFile !== undefined || mqtt.passwordEnv !== undefined)) {
       out.push({ path: ['mqtt', 'username'], message: 'expected a user name: MQTT 3.1.1 sends a password only with a user name' });
     }
+  }
+  // Home Assistant's entities read their values from the state message
+  if (obj(root?.homeassistant)?.enabled === true && obj(root?.state)?.enabled === false) {
+    out.push({ path: ['state', 'enabled'], message: 'expected the state message on (or unset): homeassistant.enabled reads every value from it' });
   }
   const retry = obj(obj(root?.sync)?.retry);
   if (retry) {

@@ -3,6 +3,8 @@ import { RateLimiter } from '../util/rate-limit.js';
 import type { DeviceStatus } from '../status/device-status.js';
 import type { SyncReport } from '../sync/sync-loop.js';
 import type { ControlHandlers } from './server.js';
+import { FLAG_CLOCK_SUSPECT, manualReadingProblems, type Tick } from '../sensors/reading.js';
+import { CLOCK_FLOOR_MS } from '../version.js';
 
 export interface HandlerParts {
   status: Pick<DeviceStatus, 'live' | 'linkView'>;
@@ -10,6 +12,9 @@ export interface HandlerParts {
   store: { countPending(): number; requeue(ids?: readonly string[]): number; logEvent(type: string, details: Record<string, unknown>): void };
   sync: { syncNow(timeoutMs: number, skipBackoff: boolean): Promise<SyncReport>; rewind(): void; nudge(): void };
   link: { readonly connected: boolean; readonly lastError?: string; connectNow(): void };
+  /** where a reading typed by an operator goes: the sampler's sink (the storage keeper) */
+  readings: { appendTicks(ticks: readonly Tick[]): void };
+  now?: () => number;
 }
 
 /**
@@ -70,6 +75,17 @@ export function controlHandlers(parts: HandlerParts, log: Logger) {
       return { requeued: n };
     },
     status: () => status.live(),
+    /** a manual reading, by the rules of the CLI's record */
+    record: (a: { amount: unknown; sensor?: unknown; unit?: unknown; description?: unknown }) => {
+      const reading = { sensor: a.sensor ?? 'manual', value: a.amount, unit: a.unit ?? null, description: a.description ?? null };
+      const problems = manualReadingProblems(reading);
+      if (problems.length > 0) throw new Error(problems.map((p) => `${p.field} ${p.message}`).join('; '));
+      const r = reading as { sensor: string; value: number; unit: string | null; description: string | null };
+      const t = (parts.now ?? Date.now)();
+      parts.readings.appendTicks([{ tsMs: t, flags: t < CLOCK_FLOOR_MS ? FLAG_CLOCK_SUSPECT : 0, readings: [r] }]);
+      log.info({ sensor: r.sensor, value: r.value }, 'manual reading recorded');
+      return { recorded: { sensor: r.sensor, value: r.value, unit: r.unit, ts: new Date(t).toISOString() } };
+    },
     nudge: () => {
       sync.nudge();
       return {};

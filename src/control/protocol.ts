@@ -12,6 +12,8 @@ export const REQUESTS = {
   nudge: noArgs,
   sync: z.strictObject({ timeoutMs: z.number().int().min(100).max(600_000).optional() }).default({}),
   requeue: z.strictObject({ ids: z.array(z.string().min(1).max(64)).max(100_000).optional() }).default({}),
+  // the values themselves are judged by manualReadingProblems (the same rules as the CLI's record)
+  record: z.strictObject({ amount: z.unknown(), sensor: z.unknown().optional(), unit: z.unknown().optional(), description: z.unknown().optional() }),
 } as const;
 
 export type ControlCommand = keyof typeof REQUESTS;
@@ -39,6 +41,11 @@ export function parseRequest(line: string): { cmd: ControlCommand; args: unknown
   if (req === null || typeof req !== 'object' || Array.isArray(req)) return { error: 'malformed request: expected a JSON object {"cmd": ..., "args": {...}}' };
   const { cmd, args, ...rest } = req as Record<string, unknown>;
   if (Object.keys(rest).length > 0) return { error: `malformed request: unknown field ${JSON.stringify(Object.keys(rest)[0]).slice(0, 80)}` };
+  return parseCommand(cmd, args);
+}
+
+/** A command name and its arguments (from the socket's request line, or an MQTT command topic and payload), checked. */
+export function parseCommand(cmd: unknown, args: unknown): { cmd: ControlCommand; args: unknown } | { error: string } {
   // own names only: "toString" or "__proto__" must not find something inherited
   if (typeof cmd !== 'string' || !Object.hasOwn(REQUESTS, cmd)) {
     return { error: `unknown command ${typeof cmd === 'string' ? JSON.stringify(cmd.slice(0, 40)) : typeof cmd}` };

@@ -173,11 +173,12 @@ export class MqttLink extends EventEmitter<LinkEvents> {
    * wire at once (mqtt.js does not enforce it); a publish beyond it waits for a slot, and its
    * timeout runs from this call.
    */
-  publish(topic: string, payload: string | Buffer, opts: { retain?: boolean; properties?: Record<string, unknown> }, timeoutMs: number): Promise<void> {
+  publish(topic: string, payload: string | Buffer, opts: { retain?: boolean; properties?: Record<string, unknown>; qos?: 0 | 1 }, timeoutMs: number): Promise<void> {
     const client = this.client;
     if (this._state !== 'connected' || !client) {
       return Promise.reject(new PublishUnknownError('not connected to the broker', 'not-connected'));
     }
+    if (opts.qos === 0) return this.publishAtMostOnce(client, topic, payload, opts, timeoutMs);
     return new Promise<void>((resolve, reject) => {
       const id = ++this.nextId;
       const timer = setTimeout(() => {
@@ -199,6 +200,23 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       this.pending.set(id, { resolve, reject, timer, send });
       if (this.onWire < this.slots()) this.sendNow(id);
       else this.waitingForSlot.push(id);
+    });
+  }
+
+  /**
+   * QoS 0: the live lane (live values, command replies). No PUBACK, so it takes no slot of the
+   * Receive Maximum and never waits behind a full batch window; resolved once handed to the socket.
+   */
+  private publishAtMostOnce(client: MqttClient, topic: string, payload: string | Buffer, opts: { retain?: boolean; properties?: Record<string, unknown> }, timeoutMs: number): Promise<void> {
+    const pubOpts: Record<string, unknown> = { qos: 0, retain: opts.retain ?? false };
+    if (opts.properties && this.opts.protocolVersion === 5) pubOpts.properties = opts.properties;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new PublishUnknownError(`not written within ${timeoutMs} ms`, 'timeout')), timeoutMs);
+      client.publish(topic, payload, pubOpts, (err) => {
+        clearTimeout(timer);
+        if (err) reject(classifyPublishError(err, this.client === client && this._state === 'connected'));
+        else resolve();
+      });
     });
   }
 

@@ -1,6 +1,7 @@
 import type { SamplerStats } from '../sampler/sampler.js';
 import type { StoreStats } from '../store/store.js';
 import type { SyncStats } from '../sync/sync-loop.js';
+import type { EndToEndView } from '../sync/end-to-end.js';
 import { VERSION } from '../version.js';
 
 /** The retained status message on {topicPrefix}/{deviceId}/status: the public contract. */
@@ -19,6 +20,10 @@ export interface StatusPayload {
   dbBytes?: number;
   uptimeS?: number;
   version?: string;
+  /** with sync.endToEnd: the collector's last word (every reading up to it stored), the highest seq the broker acknowledged, and readings in between */
+  storedThrough?: number;
+  syncedThrough?: number;
+  unconfirmed?: number;
   ts: string;
 }
 
@@ -42,6 +47,7 @@ export interface LiveStatus {
   acceptingReadings?: boolean;
   sync?: SyncStats;
   sampler?: SamplerStats;
+  endToEnd?: EndToEndView;
 }
 
 /** The daemon's state as saved in the database, for `status` while the daemon is not running. */
@@ -61,6 +67,8 @@ export interface StatusSources {
   keeper: { lostTotal(): number; readonly unsaved: number; readonly acceptingReadings: boolean };
   sync: { readonly stats: SyncStats; readonly acks: { readonly waitingRows: number; readonly uncountedRows: number } };
   sampler: { readonly stats: SamplerStats };
+  /** present with sync.endToEnd */
+  endToEnd?: { view(): EndToEndView };
 }
 
 /**
@@ -108,7 +116,9 @@ export class DeviceStatus {
     const { waitingRows, uncountedRows } = sync.acks;
     return {
       device: this.device,
-      state: link.connected ? 'online' : 'offline',
+      // offline by choice may keep a connection for remote commands: still offline for everyone else
+      state: link.connected && !mode.offlineByChoice ? 'online' : 'offline',
+      ...(mode.offlineByChoice ? { reason: 'offline by choice' } : {}),
       mode: mode.offlineByChoice ? 'offline-by-choice' : 'online',
       pending: Math.max(0, st.pending - waitingRows),
       oldestPendingAgeMs: st.oldestPendingTs ? Math.max(0, now - Date.parse(st.oldestPendingTs)) : null,
@@ -119,6 +129,7 @@ export class DeviceStatus {
       dbBytes: st.fileBytes,
       uptimeS: this.uptimeS(),
       version: VERSION,
+      ...this.from.endToEnd?.view(),
       ts: new Date(now).toISOString(),
     };
   }
@@ -139,6 +150,7 @@ export class DeviceStatus {
       acceptingReadings: keeper.acceptingReadings,
       sync: sync.stats,
       sampler: sampler.stats,
+      endToEnd: this.from.endToEnd?.view(),
     };
   }
 

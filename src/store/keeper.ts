@@ -21,8 +21,8 @@ export class StorageFullError extends Error {
 }
 
 export type KeeperEvents = {
-  /** readings were stored */
-  written: [count: number];
+  /** readings were stored (the ticks as committed: live values are taken from them) */
+  written: [count: number, ticks: readonly Tick[]];
   /** drop records wait to be announced: `now` (rows were deleted), `soon` (refusals come a tick at a time) */
   dropped: [when: 'now' | 'soon'];
   /** SQLite called the database damaged */
@@ -46,6 +46,8 @@ export interface WriteRider {
 export interface KeeperOptions extends RetentionConfig {
   /** readings wait in memory up to this long and are committed together (database.commitWindowMs; 0: at once) */
   commitWindowMs?: number;
+  /** with sync.endToEnd: synced rows above this seq are not deleted by age (the disk guard still may) */
+  confirmedThrough?: () => number;
 }
 
 /**
@@ -79,7 +81,7 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
     private readonly rider?: WriteRider,
   ) {
     super();
-    this.retention = new Retention(store, { syncedMaxAgeMs: opts.syncedMaxAge, syncLogMaxRows: opts.syncLogMaxRows }, log);
+    this.retention = new Retention(store, { syncedMaxAgeMs: opts.syncedMaxAge, syncLogMaxRows: opts.syncLogMaxRows, confirmedThrough: opts.confirmedThrough }, log);
     this.guard = new DiskGuard(store, { maxDatabaseBytes: opts.maxDatabaseBytes, minFreeDiskBytes: opts.minFreeDiskBytes, onFull: opts.onFull }, log);
   }
 
@@ -167,7 +169,7 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
     }
     this.lastWriteError = null;
     if (this.guard.overLimit()) this.runGuard();
-    this.tell('written', count);
+    this.tell('written', count, ticks);
   }
 
   /** The append carries what rides on it (acknowledged rows); a failure is never blamed on the rider. */

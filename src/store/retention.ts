@@ -14,6 +14,11 @@ export interface RetentionOptions {
   chunkRows?: number;
   /** free pages given back to the file system per step */
   vacuumPages?: number;
+  /**
+   * With end to end on (sync.endToEnd): the seq through which the collector confirmed it stored
+   * every reading; synced rows above it are kept whatever their age
+   */
+  confirmedThrough?: () => number;
 }
 
 /**
@@ -40,7 +45,8 @@ export class Retention {
   /**
    * One pass; returns what it removed. Walks from the oldest row, deletes synced rows synced
    * before the cutoff, steps over pending and parked rows (never touched), and stops at the first
-   * synced row that is still young: rows are synced roughly in seq order, so the rest are younger.
+   * synced row that is still young (or not yet confirmed stored by the collector): rows are synced
+   * roughly in seq order, so the rest are younger.
    * The walk is bounded (maxRowsPerPass) so that a large backlog at the front costs little.
    * The newest row is always kept so that seq = max(rowid)+1 never goes back.
    */
@@ -48,6 +54,8 @@ export class Retention {
     const cutoff = new Date(nowMs - this.opts.syncedMaxAgeMs).toISOString();
     const chunk = this.opts.chunkRows ?? 5000;
     const newest = (this.maxSeq.get() as number | null) ?? 0;
+    // a confirmation can only hold a deletion back, never bring one forward
+    const confirmed = this.opts.confirmedThrough?.() ?? Infinity;
     let after = 0;
     let examined = 0;
     let syncedDeleted = 0;
@@ -59,7 +67,7 @@ export class Retention {
       const doomed: number[] = [];
       for (const row of rows) {
         if (row.s === 1) {
-          if (row.t !== null && row.t < cutoff) {
+          if (row.t !== null && row.t < cutoff && row.r <= confirmed) {
             if (row.r !== newest) doomed.push(row.r);
           } else {
             young = true;

@@ -12,7 +12,7 @@ export function savedOffline(store: { getConfig(key: string): string | undefined
 
 export interface ModeParts {
   store: { getConfig(key: string): string | undefined; setConfig(key: string, value: string): void; logEvent(type: string, details: Record<string, unknown>): void };
-  link: { start(): void; resume(): void; connectNow(): void; pause(): Promise<void>; once(event: 'connect', fn: () => void): unknown };
+  link: { readonly connected: boolean; start(): void; resume(): void; connectNow(): void; pause(): Promise<void>; once(event: 'connect', fn: () => void): unknown };
   sync: { setPaused(paused: boolean): void; drain(deadlineMs: number): Promise<unknown> };
   status: { resume(): void; goodbye(override: Partial<StatusPayload>): Promise<boolean> };
 }
@@ -28,7 +28,8 @@ export class OnlineMode extends EventEmitter<{ changed: [online: boolean] }> {
 
   constructor(
     private readonly parts: ModeParts,
-    private readonly opts: { drainTimeoutMs: number; connectWaitMs?: number },
+    /** stayReachable: remote commands are on, so offline by choice keeps the connection for them (else `online` could never arrive) */
+    private readonly opts: { drainTimeoutMs: number; connectWaitMs?: number; stayReachable?: boolean },
     private readonly log: Logger,
   ) {
     super();
@@ -44,6 +45,7 @@ export class OnlineMode extends EventEmitter<{ changed: [online: boolean] }> {
     if (this.offline) {
       this.log.warn('offline by choice (edge-sensor online to resume): sampling, not syncing');
       this.parts.sync.setPaused(true);
+      if (this.opts.stayReachable) this.parts.link.start();
     } else {
       this.parts.link.start();
     }
@@ -76,12 +78,13 @@ export class OnlineMode extends EventEmitter<{ changed: [online: boolean] }> {
       sync.setPaused(true);
       await sync.drain(this.opts.drainTimeoutMs);
       await status.goodbye({ state: 'offline', reason: 'offline by choice', mode: 'offline-by-choice' });
-      await link.pause();
+      if (!this.opts.stayReachable) await link.pause();
     }
     this.emit('changed', online);
   }
 
   private connected(): Promise<void> {
+    if (this.parts.link.connected) return Promise.resolve();
     return new Promise((resolve) => {
       const t = setTimeout(resolve, this.opts.connectWaitMs ?? 3000);
       this.parts.link.once('connect', () => {

@@ -56,6 +56,8 @@ export interface SyncStats {
   inFlightBatches: number;
   window: number;
   lastAckAt?: number;
+  /** the highest seq acknowledged by the broker since start (status reports it for the collector's tail check) */
+  highestAckedSeq?: number;
   lastError?: string;
   lastErrorAt?: number;
   backoffUntil?: number;
@@ -265,6 +267,7 @@ export class SyncLoop {
     this.stats.ackedBatches++;
     this.stats.ackedRows += batch.seqs.length;
     this.stats.lastAckAt = atMs;
+    if (batch.lastSeq > (this.stats.highestAckedSeq ?? 0)) this.stats.highestAckedSeq = batch.lastSeq;
     this.backoff.reset();
     this.probing = false;
     this.log.debug({ batch: batch.id, rows: batch.seqs.length }, 'batch acked');

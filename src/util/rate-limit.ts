@@ -29,4 +29,10 @@ export class RateLimiter {
     this.tokens -= n;
     return true;
   }
+
+  /** Whole tokens there are now (what a caller that takes a variable amount may use at most). */
+  available(): number {
+    this.refill();
+    return Math.floor(this.tokens);
+  }
 }

@@ -21,7 +21,20 @@ export type WatchEvent =
       compressed: boolean;
     }
   | { type: 'dropped'; device: string; at: number; ranges: Array<[number, number]>; count: number; reason?: string }
-  | { type: 'bad'; device: string; at: number; error: string };
+  | { type: 'bad'; device: string; at: number; error: string }
+  /** the device's live values (its retained `state` message), as sent: untrusted, printed through printable() */
+  | { type: 'state'; device: string; at: number; values: LiveEntry[]; more: number };
+
+export interface LiveEntry {
+  name: string;
+  value: unknown;
+  unit: unknown;
+  /** from the value's ts to arrival; null without a usable ts */
+  ageMs: number | null;
+}
+
+/** entries of one state message shown at most (a hostile device could send thousands) */
+const LIVE_SHOWN = 40;
 
 interface DeviceState {
   maxSeq: number;
@@ -51,6 +64,19 @@ export class FleetWatcher {
       this.devices.set(device, s);
     }
     return s;
+  }
+
+  /** A state message: `{ name: { value, unit, ts } }`; anything else is reported as unreadable. */
+  live(device: string, payload: unknown): WatchEvent {
+    const at = this.now();
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return { type: 'bad', device, at, error: 'state message is not a JSON object' };
+    const entries = Object.entries(payload as Record<string, unknown>);
+    const values = entries.slice(0, LIVE_SHOWN).map(([name, v]): LiveEntry => {
+      const o = v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : {};
+      const ts = typeof o.ts === 'string' ? Date.parse(o.ts) : NaN;
+      return { name, value: o.value ?? null, unit: o.unit ?? null, ageMs: Number.isFinite(ts) ? at - ts : null };
+    });
+    return { type: 'state', device, at, values, more: entries.length - values.length };
   }
 
   status(device: string, status: Record<string, unknown>): WatchEvent {

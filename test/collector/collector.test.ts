@@ -154,7 +154,7 @@ describe('edge-sensor collect', () => {
     // the terminal gets no escape sequence, in text or JSON
     const text = await runCli(['fleet', ...s.files.args]);
     for (const out of [text.stdout, json.stdout]) expect(out).not.toMatch(/[\u202e\u200b]/);
-    expect(text.stdout).toMatch(/^pi-3\s+online\s.*\s1 \(30 readings\)\s+20\s+0$/m);
+    expect(text.stdout).toMatch(/^pi-3\s+online\s.*\s1 \(30 readings\)\s+20\s+0\s+≤ 120\s+-$/m);
     expect(text.stdout).toContain('evil\\u202egnp.exe\\u200b');
     const gaps = await runCli(['fleet', ...s.files.args, '--gaps', 'pi-3']);
     expect(gaps.stdout).toMatch(/^101-120\s+20 readings\s+dropped/m);

@@ -74,8 +74,8 @@ describe('fleet report', () => {
   const snap: FleetSnapshot = {
     now,
     devices: [
-      { device: 'pi\u001b[31m-red\u009b2J\u202e', online: true, lastSeen: new Date(now.getTime() - 5000), lastStatus: null, pending: 12, readingsStored: 1500, highestSeq: 1600, newestTs: new Date(now.getTime() - 65_000), duplicatesAbsorbed: 3, droppedAnnounced: 50, rejectedMessages: 1, openGaps: 2, openReadings: 50, through: 1000 },
-      { device: 'pi-quiet', online: null, lastSeen: null, lastStatus: null, pending: null, readingsStored: 0, highestSeq: 0, newestTs: null, duplicatesAbsorbed: 0, droppedAnnounced: 0, rejectedMessages: 0, openGaps: 0, openReadings: 0, through: 0 },
+      { device: 'pi\u001b[31m-red\u009b2J\u202e', online: true, lastSeen: new Date(now.getTime() - 5000), lastStatus: null, pending: 12, readingsStored: 1500, highestSeq: 1600, newestTs: new Date(now.getTime() - 65_000), duplicatesAbsorbed: 3, droppedAnnounced: 50, rejectedMessages: 1, openGaps: 2, openReadings: 50, through: 1000, unconfirmed: 120 },
+      { device: 'pi-quiet', online: null, lastSeen: null, lastStatus: null, pending: null, readingsStored: 0, highestSeq: 0, newestTs: null, duplicatesAbsorbed: 0, droppedAnnounced: 0, rejectedMessages: 0, openGaps: 0, openReadings: 0, through: 0, unconfirmed: null },
     ],
     rejected: [{ reason: 'invalid-json', count: 4 }],
   };
@@ -89,14 +89,14 @@ describe('fleet report', () => {
     expect(gapsText({ device: '\u001b]0;x\u0007', known: false, gaps: [], truncated: false })).not.toMatch(/\u001b/);
   });
 
-  it('one line per device: state, last seen, stored, lag, pending, open gaps, dropped, duplicates', () => {
+  it('one line per device: state, last seen, stored, lag, pending, open gaps, dropped, duplicates, confirmed end to end, only at the broker', () => {
     const lines = fleetText(snap).split('\n');
-    expect(lines[0]).toMatch(/^DEVICE\s+STATE\s+LAST SEEN\s+STORED\s+LAG\s+PENDING\s+OPEN GAPS\s+DROPPED\s+DUPLICATES$/);
-    expect(lines[1]).toMatch(/online\s+5\.0 s ago\s+1,500\s+65\.0 s\s+12\s+2 \(50 readings\)\s+50\s+3$/);
-    expect(lines[2]).toMatch(/^pi-quiet\s+unknown\s+-\s+0\s+-\s+-\s+0\s+0\s+0$/);
+    expect(lines[0]).toMatch(/^DEVICE\s+STATE\s+LAST SEEN\s+STORED\s+LAG\s+PENDING\s+OPEN GAPS\s+DROPPED\s+DUPLICATES\s+CONFIRMED\s+AT BROKER$/);
+    expect(lines[1]).toMatch(/online\s+5\.0 s ago\s+1,500\s+65\.0 s\s+12\s+2 \(50 readings\)\s+50\s+3\s+≤ 1,000\s+120$/);
+    expect(lines[2]).toMatch(/^pi-quiet\s+unknown\s+-\s+0\s+-\s+-\s+0\s+0\s+0\s+≤ 0\s+-$/);
     expect(fleetText(snap)).toMatch(/4 rejected messages \(invalid-json 4\)/);
     const j = JSON.parse(fleetJson(snap));
-    expect(j.devices[0]).toMatchObject({ lagMs: 65_000, lastSeenAgoMs: 5000, openGaps: { ranges: 2, readings: 50 }, through: 1000 });
+    expect(j.devices[0]).toMatchObject({ lagMs: 65_000, lastSeenAgoMs: 5000, openGaps: { ranges: 2, readings: 50 }, through: 1000, atBrokerOnly: 120 });
     expect(j.rejectedMessages).toEqual({ 'invalid-json': 4 });
   });
 });

@@ -124,9 +124,10 @@ describe('the PostgreSQL store: writing', () => {
     const fleet = await st.fleet();
     expect(fleet.devices[0]).toMatchObject({ device: 'pi-1', openGaps: 2, openReadings: 6, droppedAnnounced: 8, through: 0 });
     // what the end-to-end issue's `stored` message will say: with a reorder window of 0 every open gap is missing
-    expect(await st.storedState(['pi-1', 'nobody'])).toEqual([{ device: 'pi-1', through: 0, missing: [[1, 4], [19, 20]] }]);
+    expect(await st.storedState(['pi-1', 'nobody'], 100)).toEqual([{ device: 'pi-1', through: 0, accounted: 40, missing: [[1, 4], [19, 20]], youngDueInMs: null, syncedThrough: null }]);
+    expect((await st.storedState(['pi-1'], 1))[0].missing).toEqual([[1, 4]]);
     await st.write([readingsItem('pi-1', range(1, 4))]);
-    expect(await st.storedState(['pi-1'])).toEqual([{ device: 'pi-1', through: 18, missing: [[19, 20]] }]);
+    expect(await st.storedState(['pi-1'], 100)).toEqual([{ device: 'pi-1', through: 18, accounted: 40, missing: [[19, 20]], youngDueInMs: null, syncedThrough: null }]);
   });
 
   it('statuses update the device row; an older status does not replace a newer one', async () => {

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketFor, withBreaks } from '../../src/collector/http/api.js';
 import { parseCollectorConfig, resolveCollectorSecrets } from '../../src/collector/config.js';
-import { fleetRows } from '../../src/collector/fleet-report.js';
-import type { FleetPageServer } from '../../src/collector/http/server.js';
+import { fleetJson, fleetRows } from '../../src/collector/fleet-report.js';
+import { FleetPageServer } from '../../src/collector/http/server.js';
+import { createLogger } from '../../src/util/logger.js';
 import { DROPPED_HOLE, fleetFixture, N, OPEN_HOLE, startPage, STEP_MS, XSS_DEVICE } from './fixture.js';
 
 let fx: Awaited<ReturnType<typeof fleetFixture>>;
@@ -31,7 +32,10 @@ describe('the fleet page API', () => {
   it('lists every device with the fleet report\'s numbers, troubled ones marked', async () => {
     const { status, body } = await get('/api/devices');
     expect(status).toBe(200);
-    const expected = fleetRows(await fx.st.fleet());
+    const snapshot = await fx.st.fleet();
+    const expected = fleetRows(snapshot);
+    expect(body.rejectedMessages).toEqual(JSON.parse(fleetJson(snapshot)).rejectedMessages);
+    expect(body.rejectedMessages).toEqual({ 'invalid-json': 1 });
     expect(body.devices.map((d: { device: string }) => d.device)).toEqual(expected.map((d) => d.device));
     for (const [i, d] of body.devices.entries()) {
       const { lastSeenAgoMs, lagMs, trouble, ...rest } = d;
@@ -72,15 +76,15 @@ describe('the fleet page API', () => {
 
   it('series: downsampled by PostgreSQL (min/avg/max per bucket), a few hundred points, holes as nulls and gap bands', async () => {
     const to = fx.now + 1000;
-    const from = to - 3 * 3_600_000 - 60_000;
+    const from = to - N * STEP_MS - 60_000;
     const { status, body } = await get(`/api/devices/pi-kitchen/series?sensor=temperature&from=${from}&to=${to}`);
     expect(status).toBe(200);
     expect(body.bucketMs).toBe(bucketFor(to - from));
-    expect(body.bucketMs).toBe(60_000);
+    expect(body.bucketMs).toBe(300_000);
     const pts: Array<[number, number | null, number | null, number | null, number]> = body.points;
     expect(pts.length).toBeLessThanOrEqual(300);
     const real = pts.filter((p) => p[4] > 0);
-    // 30 s readings in 60 s buckets: two per bucket (one at the edges), and min <= avg <= max
+    // 4 min readings in 5 min buckets: one or two per bucket, and min <= avg <= max
     expect(real.reduce((a, p) => a + p[4], 0)).toBe(N - (OPEN_HOLE[1] - OPEN_HOLE[0] + 1) - (DROPPED_HOLE[1] - DROPPED_HOLE[0] + 1));
     for (const p of real) expect(p[1]! <= p[2]! && p[2]! <= p[3]!).toBe(true);
     // exactly the two holes are breaks, each placed inside its hole
@@ -117,8 +121,8 @@ describe('the fleet page API', () => {
 
   it('backlog: the status history per bucket', async () => {
     const to = Date.now();
-    const { body } = await get(`/api/devices/pi-kitchen/backlog?from=${to - 3_600_000 * 4}&to=${to + 1000}`);
-    expect(body.points.length).toBeGreaterThan(30);
+    const { body } = await get(`/api/devices/pi-kitchen/backlog?from=${to - 3_600_000 * 25}&to=${to + 1000}`);
+    expect(body.points.length).toBeGreaterThan(60);
     expect(Math.max(...body.points.map((p: number[]) => p[1]))).toBe(400);
     // the live status written by the fixture was sampled too (pending 12, at write time)
     expect(body.points.at(-1)[1]).toBe(12);
@@ -137,7 +141,7 @@ describe('the fleet page API', () => {
     expect(r.headers.get('content-security-policy')).toMatch(/script-src 'self';.*frame-ancestors 'none'/);
     expect(r.headers.get('content-security-policy')).not.toMatch(/unsafe-inline/);
     expect(r.headers.get('x-content-type-options')).toBe('nosniff');
-    expect(r.body).toMatch(/<script src="\/static\/fleet.js" defer><\/script>/);
+    expect(r.body).toMatch(/<script src="\/static\/fleet.js" type="module"><\/script>/);
     expect(r.body).not.toMatch(/<script>/);
     expect((await get('/static/uPlot.iife.min.js')).body).toMatch(/uPlot/);
     expect((await get('/static/../package.json')).status).toBe(404);
@@ -195,6 +199,39 @@ describe('the fleet page: auth', () => {
     }
     const missing = parseCollectorConfig({ postgres: {}, http: { listen: '127.0.0.1:0', auth: { type: 'bearer', tokenFile: join(dir, 'nope') } } });
     expect(() => resolveCollectorSecrets(missing, 'test.yaml', {})).toThrow(/http\.auth\.tokenFile/);
+  });
+
+  it('answers 503 while the database is unavailable, and goes on serving the page', async () => {
+    // a store never opened stands for one whose database is gone: every query is StoreUnavailableError
+    const { PgStore } = await import('../../src/collector/pg/store.js');
+    const down = new PgStore({ url: fx.url, schema: fx.schema, connectTimeoutMs: 1000, statementTimeoutMs: 1000, lockTimeoutMs: 1000, reorderWindowMs: 5000 }, createLogger('silent'));
+    const p = await startPage(down);
+    try {
+      for (const path of ['/api/devices', '/api/devices/pi-kitchen', '/api/devices/pi-kitchen/series?sensor=temperature']) {
+        const r = await fetch(p.base + path);
+        expect(r.status, path).toBe(503);
+        expect(await r.json()).toEqual({ error: 'database unavailable' });
+      }
+      expect((await fetch(p.base + '/')).status).toBe(200);
+    } finally {
+      await p.server.stop();
+    }
+  });
+
+  it('warns at start when the page is reachable beyond this machine, and says why', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = createLogger('info', { write: (l: string) => void lines.push(JSON.parse(l)) });
+    for (const auth of [undefined, { type: 'basic' as const, user: 'ops', passwordFile: '/unused' }]) {
+      const server = new FleetPageServer({ listen: '0.0.0.0:0', auth, secret: auth && 'pw', requestTimeoutMs: 5000, trouble: { lagMs: 60_000, pending: 10 } }, fx.st, log);
+      await server.start();
+      await server.stop();
+    }
+    expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([expect.stringMatching(/without http.auth: anyone who can connect reads the fleet/), expect.stringMatching(/plain HTTP: the credentials travel readable/)]);
+    lines.length = 0;
+    const local = new FleetPageServer({ listen: '127.0.0.1:0', auth: undefined, requestTimeoutMs: 5000, trouble: { lagMs: 60_000, pending: 10 } }, fx.st, log);
+    await local.start();
+    await local.stop();
+    expect(lines.map((l) => l.msg)).toEqual(['fleet page listening']);
   });
 
   it('config: listen needs a host; off by default', () => {

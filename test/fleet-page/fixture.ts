@@ -12,7 +12,7 @@ export const XSS_DEVICE_SPACED = '<img src=x onerror=alert(1)>';
 export const XSS_SENSOR = '<img src=y onerror=alert(2)>';
 export const XSS_UNIT = '<svg onload=alert(3)>';
 
-export const STEP_MS = 30_000;
+export const STEP_MS = 240_000;
 /** readings i (per sensor) missing from pi-kitchen, never sent: an open gap */
 export const OPEN_HOLE = [100, 139];
 /** readings i announced dropped by pi-kitchen: a dropped gap */
@@ -26,8 +26,8 @@ const statusMsg = (device: string, state: 'online' | 'offline', pending: number)
   item(`${PREFIX}/${device}/status`, JSON.stringify({ device, state, pending, version: '0.1.0', ts: new Date().toISOString() }));
 
 /**
- * A fleet written through the collector's own store: pi-kitchen (two sensors every 30 s for the last
- * three hours, an open and a dropped hole), pi-garage (offline, days behind, a backlog), and devices
+ * A fleet written through the collector's own store: pi-kitchen (two sensors every 4 min for the last
+ * 24 hours, an open and a dropped hole), pi-garage (offline, days behind, a backlog), and devices
  * whose names, sensors and units are markup.
  */
 export async function fleetFixture() {
@@ -54,6 +54,8 @@ export async function fleetFixture() {
   for (let i = 0; i < kitchen.length; i += 200) await st.write([readingsMsg('pi-kitchen', kitchen.slice(i, i + 200))]);
   await st.write([item(`${PREFIX}/pi-kitchen/dropped`, JSON.stringify({ device: 'pi-kitchen', ranges: [[dropped[0], dropped.at(-1)]], count: dropped.length, reasons: ['database cap'], ts: new Date().toISOString() }))]);
   await st.write([statusMsg('pi-kitchen', 'online', 12)]);
+  // a message that could not be stored, counted per device and by reason
+  await st.write([item(`${PREFIX}/pi-kitchen/readings`, '{"device":"pi-kitchen","readings":')]);
 
   const garage = Array.from({ length: 50 }, (_, i) => ({ seq: i + 1, ts: now - 3 * 86_400_000 + i * 60_000, sensor: 'temperature', value: 8 + i / 10, unit: '°C' }));
   await st.write([readingsMsg('pi-garage', garage)]);
@@ -62,7 +64,7 @@ export async function fleetFixture() {
   await st.write([readingsMsg(XSS_DEVICE, [{ seq: 1, ts: now - 60_000, sensor: XSS_SENSOR, value: 1, unit: XSS_UNIT }, { seq: 2, ts: now - 30_000, sensor: XSS_SENSOR, value: 2, unit: XSS_UNIT }])]);
   await s.q('INSERT INTO devices (device, online, last_seen) VALUES ($1, true, now())', [XSS_DEVICE_SPACED]);
   // a backlog history to chart: the collector samples live statuses as they come, these are older
-  await s.q(`INSERT INTO status_samples (device, at, online, pending) SELECT 'pi-kitchen', now() - g * interval '5 minutes', true, (400 * exp(-power(g - 18, 2) / 40.0))::bigint FROM generate_series(1, 36) g`);
+  await s.q(`INSERT INTO status_samples (device, at, online, pending) SELECT 'pi-kitchen', now() - g * interval '20 minutes', true, (400 * exp(-power(g - 36, 2) / 80.0))::bigint FROM generate_series(1, 72) g`);
   return {
     ...s,
     st,

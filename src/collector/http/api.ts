@@ -55,9 +55,15 @@ export class FleetApi {
     private readonly thresholds: Thresholds,
   ) {}
 
-  async devices(): Promise<{ generatedAt: string; thresholds: Thresholds; devices: Row[] }> {
+  async devices(): Promise<{ generatedAt: string; thresholds: Thresholds; devices: Row[]; rejectedMessages: Record<string, number> }> {
     const s = await this.q.fleet();
-    return { generatedAt: s.now.toISOString(), thresholds: this.thresholds, devices: fleetRows(s).map((r) => ({ ...r, trouble: troubles(r, this.thresholds) })) };
+    return {
+      generatedAt: s.now.toISOString(),
+      thresholds: this.thresholds,
+      devices: fleetRows(s).map((r) => ({ ...r, trouble: troubles(r, this.thresholds) })),
+      // as fleet --json: messages that could not be stored, by reason (device or not)
+      rejectedMessages: Object.fromEntries(s.rejected.map((r) => [r.reason, r.count])),
+    };
   }
 
   async device(id: string) {

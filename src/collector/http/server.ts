@@ -77,6 +77,12 @@ export class FleetPageServer {
     this.server = server;
     const addr = server.address() as AddressInfo;
     this.log.info({ address: addr.address, port: addr.port, auth: this.opts.auth?.type ?? 'none' }, 'fleet page listening');
+    if (!this.loopback()) {
+      this.log.warn(
+        { address: addr.address, port: addr.port },
+        this.opts.auth ? 'fleet page reachable beyond this machine over plain HTTP: the credentials travel readable; put a TLS proxy in front' : 'fleet page reachable beyond this machine without http.auth: anyone who can connect reads the fleet',
+      );
+    }
     return addr;
   }
 
@@ -99,7 +105,7 @@ export class FleetPageServer {
     }
     // on loopback, a page elsewhere whose name was made to resolve to 127.0.0.1 (DNS rebinding) is refused
     const hostName = (req.headers.host ?? '').replace(/:\d+$/, '');
-    if (LOOPBACK.test(this.host.includes(':') ? `[${this.host}]` : this.host) && !LOOPBACK.test(hostName)) return this.send(res, req, 421, { error: 'unexpected Host header' });
+    if (this.loopback() && !LOOPBACK.test(hostName)) return this.send(res, req, 421, { error: 'unexpected Host header' });
     if (this.expected && !this.authorized(req)) {
       res.setHeader('WWW-Authenticate', this.opts.auth!.type === 'basic' ? 'Basic realm="edge-sensor fleet", charset="UTF-8"' : 'Bearer realm="edge-sensor fleet"');
       return this.send(res, req, 401, { error: 'authentication required' });
@@ -130,6 +136,10 @@ export class FleetPageServer {
       }
       throw err;
     }
+  }
+
+  private loopback(): boolean {
+    return LOOPBACK.test(this.host.includes(':') ? `[${this.host}]` : this.host);
   }
 
   private authorized(req: IncomingMessage): boolean {

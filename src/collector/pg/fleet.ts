@@ -19,6 +19,8 @@ export interface FleetDevice {
   openReadings: number;
   /** every reading up to this seq is stored or announced dropped (what issue 16's `stored` message carries) */
   through: number;
+  /** readings the device says the broker acknowledged and the collector has not confirmed (its last status, with sync.endToEnd) */
+  unconfirmed: number | null;
 }
 
 export interface FleetSnapshot {
@@ -40,6 +42,8 @@ export async function readFleet(c: pg.ClientBase, t: Tables): Promise<FleetSnaps
   const r = await c.query<Record<string, unknown>>(
     `SELECT d.device, d.online, d.last_seen, d.last_status, d.pending::float8, d.readings_stored::float8, d.highest_seq::float8, d.accounted_seq::float8,
             d.newest_ts, d.duplicates_absorbed::float8, d.dropped_announced::float8, d.rejected_messages::float8,
+            CASE WHEN jsonb_typeof(d.last_status->'unconfirmed') = 'number'
+                 THEN greatest(0, least((d.last_status->>'unconfirmed')::numeric, 9007199254740991))::float8 END AS unconfirmed,
             coalesce(g.ranges, 0)::float8 AS open_gaps, coalesce(g.readings, 0)::float8 AS open_readings, g.first_open::float8
      FROM ${t.devices} d
      LEFT JOIN (SELECT device, count(*) AS ranges, sum(to_seq - from_seq + 1) AS readings, min(from_seq) AS first_open
@@ -64,6 +68,7 @@ export async function readFleet(c: pg.ClientBase, t: Tables): Promise<FleetSnaps
       openGaps: x.open_gaps as number,
       openReadings: x.open_readings as number,
       through: x.first_open === null ? (x.accounted_seq as number) : (x.first_open as number) - 1,
+      unconfirmed: x.unconfirmed === null ? null : Math.floor(x.unconfirmed as number),
     })),
     rejected: rej.rows,
   };
@@ -88,23 +93,43 @@ export interface StoredState {
   device: string;
   /** every seq up to this is stored or announced dropped */
   through: number;
-  /** open gaps older than the reorder window: asked for again */
+  /** the highest seq stored or announced dropped (gaps below it are open, dropped or filled) */
+  accounted: number;
+  /** open gaps older than the reorder window, lowest first, at most the limit asked for */
   missing: Array<[number, number]>;
+  /** the soonest an open gap younger than the reorder window becomes old enough to be asked for (ms from now) */
+  youngDueInMs: number | null;
+  /** the highest seq the device says the broker acknowledged (its last status), when it says */
+  syncedThrough: number | null;
 }
 
-/** From the devices' rows and the partial index of unfilled gaps: cheap for thousands of devices. */
-export async function readStoredState(c: pg.ClientBase, t: Tables, devices: readonly string[], reorderWindowMs: number): Promise<StoredState[]> {
-  const r = await c.query<{ device: string; accounted: number; from_seq: number | null; to_seq: number | null; old: boolean | null }>(
-    `SELECT d.device, d.accounted_seq::float8 AS accounted, g.from_seq::float8, g.to_seq::float8, g.opened_at < now() - $2 * interval '1 millisecond' AS old
-     FROM ${t.devices} d LEFT JOIN ${t.gaps} g ON g.device = d.device AND g.state = 'open'
+/**
+ * From the devices' rows, their last status and the partial index of unfilled gaps: one query
+ * for any number of devices, at most `limit` gaps each.
+ */
+export async function readStoredState(c: pg.ClientBase, t: Tables, devices: readonly string[], reorderWindowMs: number, limit: number): Promise<StoredState[]> {
+  const r = await c.query<{ device: string; accounted: number; synced_through: number | null; from_seq: number | null; to_seq: number | null; due_in_ms: number | null }>(
+    `SELECT d.device, d.accounted_seq::float8 AS accounted,
+            CASE WHEN jsonb_typeof(d.last_status->'syncedThrough') = 'number'
+                 THEN greatest(0, least((d.last_status->>'syncedThrough')::numeric, 9007199254740991))::float8 END AS synced_through,
+            g.from_seq::float8, g.to_seq::float8,
+            (extract(epoch FROM g.opened_at - now()) * 1000 + $2)::float8 AS due_in_ms
+     FROM ${t.devices} d
+     LEFT JOIN LATERAL (SELECT from_seq, to_seq, opened_at FROM ${t.gaps} g
+                        WHERE g.device = d.device AND g.state = 'open' ORDER BY g.from_seq LIMIT $3) g ON true
      WHERE d.device = ANY($1::text[]) ORDER BY d.device, g.from_seq`,
-    [devices, reorderWindowMs],
+    [devices, reorderWindowMs, limit],
   );
   const out = new Map<string, StoredState>();
   for (const x of r.rows) {
     let s = out.get(x.device);
-    if (!s) out.set(x.device, (s = { device: x.device, through: x.from_seq === null ? x.accounted : x.from_seq - 1, missing: [] }));
-    if (x.from_seq !== null && x.to_seq !== null && x.old) s.missing.push([x.from_seq, x.to_seq]);
+    if (!s) {
+      s = { device: x.device, through: x.from_seq === null ? x.accounted : x.from_seq - 1, accounted: x.accounted, missing: [], youngDueInMs: null, syncedThrough: x.synced_through === null ? null : Math.floor(x.synced_through) };
+      out.set(x.device, s);
+    }
+    if (x.from_seq === null || x.to_seq === null || x.due_in_ms === null) continue;
+    if (x.due_in_ms <= 0) s.missing.push([x.from_seq, x.to_seq]);
+    else s.youngDueInMs = Math.min(s.youngDueInMs ?? Infinity, x.due_in_ms);
   }
   return [...out.values()];
 }

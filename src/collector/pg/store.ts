@@ -22,6 +22,10 @@ export interface PgStoreOptions {
   applicationName?: string;
   /** connections at most (default 3: two transactions of the writer, one for new devices' rows or a check) */
   poolSize?: number;
+  /** a live status is kept in status_samples at most this often per device (unless its online state changed); 0: every one */
+  statusEveryMs?: number;
+  /** no JIT compilation: for short reads whose cost estimates cross jit_above_cost (the fleet page's) */
+  noJit?: boolean;
 }
 
 /** A serialization failure or deadlock is tried again this often before the database counts as unavailable. */
@@ -64,6 +68,8 @@ export class PgStore {
       idleTimeoutMillis: 60_000,
       keepAlive: true,
       application_name: o.applicationName ?? 'edge-sensor-collector',
+      // compiling took longer than running a series query (docs/benchmarks.md, fleet page)
+      ...(o.noJit ? { options: '-c jit=off' } : {}),
     });
     // an idle connection that breaks (server restart) is reported here; unhandled it would end the process
     this.pool.on('error', (err) => this.log.debug({ err: pgErrorText(err) }, 'idle database connection closed'));
@@ -98,7 +104,7 @@ export class PgStore {
     let detail = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.withClient((c) => writeBatch(c, this.tables, batch, this.opts.reorderWindowMs, detail));
+        return await this.withClient((c) => writeBatch(c, this.tables, batch, this.opts.reorderWindowMs, detail, this.opts.statusEveryMs ?? 0));
       } catch (err) {
         if (err instanceof DuplicatesFound) {
           detail = true;
@@ -159,9 +165,9 @@ export class PgStore {
     return this.withClient((c) => pruneStatusSamples(c, this.tables, keepMs));
   }
 
-  /** Per device: stored through which seq, and which ranges are missing past the reorder window (for a `stored` message). */
-  storedState(devices: readonly string[]): Promise<StoredState[]> {
-    return this.withClient((c) => readStoredState(c, this.tables, devices, this.opts.reorderWindowMs));
+  /** Per device: stored through which seq, and which ranges (at most `limit`) are missing past the reorder window (for a `stored` message). */
+  storedState(devices: readonly string[], limit: number): Promise<StoredState[]> {
+    return this.withClient((c) => readStoredState(c, this.tables, devices, this.opts.reorderWindowMs, limit));
   }
 
   /** The devices' rows exist before any transaction locks them: creating one there could deadlock two collectors. */

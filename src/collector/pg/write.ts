@@ -48,10 +48,10 @@ const iso = (ms: number) => new Date(ms).toISOString();
  * collectors sharing a fleet wait for each other instead of deadlocking), statuses, announced
  * drops and rejections. Commits, or throws with everything rolled back.
  */
-export async function writeBatch(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], reorderWindowMs: number, detail: boolean): Promise<ItemOutcome[]> {
+export async function writeBatch(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], reorderWindowMs: number, detail: boolean, statusEveryMs = 0): Promise<ItemOutcome[]> {
   await client.query('BEGIN');
   try {
-    const out = await writeInTransaction(client, t, items, reorderWindowMs, detail);
+    const out = await writeInTransaction(client, t, items, reorderWindowMs, detail, statusEveryMs);
     await client.query('COMMIT');
     return out;
   } catch (err) {
@@ -60,7 +60,7 @@ export async function writeBatch(client: pg.ClientBase, t: Tables, items: readon
   }
 }
 
-async function writeInTransaction(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], reorderWindowMs: number, detail: boolean): Promise<ItemOutcome[]> {
+async function writeInTransaction(client: pg.ClientBase, t: Tables, items: readonly StoreItem[], reorderWindowMs: number, detail: boolean, statusEveryMs: number): Promise<ItemOutcome[]> {
   const names = [...new Set(items.map((i) => i.device).filter((d): d is string => d !== null))].sort();
   const locked = await client.query({
     text: `SELECT device, accounted_seq, highest_seq, extract(epoch FROM now()) * 1000 FROM ${t.devices} WHERE device = ANY($1::text[]) ORDER BY device FOR UPDATE`,
@@ -95,7 +95,7 @@ async function writeInTransaction(client: pg.ClientBase, t: Tables, items: reado
   await insertReadings(client, t, items, work, outcomes, detail);
   const gapChanges = await planDeviceGaps(client, t, work, nowMs, reorderWindowMs);
   await applyChanges(client, t, work, gapChanges, rejections);
-  await sampleStatuses(client, t, work);
+  await sampleStatuses(client, t, work, statusEveryMs);
   return outcomes;
 }
 
@@ -306,13 +306,18 @@ async function applyChanges(client: pg.ClientBase, t: Tables, work: Map<string, 
   });
 }
 
-/** The statuses that arrived live (not the broker's retained copy) go into the history the fleet page charts. */
-async function sampleStatuses(client: pg.ClientBase, t: Tables, work: Map<string, DeviceWork>): Promise<void> {
+/**
+ * The statuses that arrived live (not the broker's retained copy) go into the history the fleet
+ * page charts: at most one per device per `everyMs` unless its online state changed (a device
+ * sends one every 30 s by default: a fleet's month would be tens of millions of rows).
+ */
+async function sampleStatuses(client: pg.ClientBase, t: Tables, work: Map<string, DeviceWork>, everyMs: number): Promise<void> {
   const live = [...work].filter(([, w]) => w.status && !w.status.retained);
   if (live.length === 0) return;
-  await client.query(`INSERT INTO ${t.statusSamples} (device, online, pending) SELECT * FROM unnest($1::text[], $2::boolean[], $3::bigint[])`, [
-    live.map(([d]) => d),
-    live.map(([, w]) => w.status!.online),
-    live.map(([, w]) => w.status!.pending),
-  ]);
+  await client.query(
+    `INSERT INTO ${t.statusSamples} (device, online, pending)
+     SELECT v.device, v.online, v.pending FROM unnest($1::text[], $2::boolean[], $3::bigint[]) AS v(device, online, pending)
+     WHERE NOT EXISTS (SELECT 1 FROM ${t.statusSamples} s WHERE s.device = v.device AND s.at > now() - $4::float8 * interval '1 millisecond' AND s.online IS NOT DISTINCT FROM v.online)`,
+    [live.map(([d]) => d), live.map(([, w]) => w.status!.online), live.map(([, w]) => w.status!.pending), everyMs],
+  );
 }
