@@ -50,8 +50,8 @@ function build(config: Config, store: Store, log: Logger, now: () => number, sta
     log.child({ module: 'mqtt' }),
     now,
   );
-  // acknowledged rows ride on the keeper's next append (no fsync of their own)
-  const acks = new AckBook(store, { writeDelayMs: s.ackWriteDelayMs }, log.child({ module: 'sync' }), now);
+  // acknowledged rows ride on the keeper's next append (no fsync of their own; with a commit window, the next commit)
+  const acks = new AckBook(store, { writeDelayMs: Math.max(s.ackWriteDelayMs, 2 * config.database.commitWindowMs), maxWaitingRows: s.batchSize * s.maxInFlight }, log.child({ module: 'sync' }), now);
   const sync = new SyncLoop(store, link, { ...s, deviceId: device.id, topic: topics.readings, protocolVersion: m.protocolVersion }, log.child({ module: 'sync' }), now, acks);
   const keeper = new StorageKeeper(store, sync, { ...config.retention, commitWindowMs: config.database.commitWindowMs, confirmedThrough: s.endToEnd ? () => endToEnd!.storedThrough : undefined }, log.child({ module: 'retention' }), now, acks);
   const sensorLog = log.child({ module: 'sensors' });

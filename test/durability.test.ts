@@ -100,6 +100,8 @@ describe('disk guard', () => {
   it('stop-sampling: refuses new readings while full, resumes with room', () => {
     const s = newStore();
     fill(s, 20_000, 5000);
+    // the cap below what the rows themselves take (a WAL the guard can truncate would not do)
+    s.db.pragma('wal_checkpoint(TRUNCATE)');
     const cap = Math.floor(s.fileBytes() * 0.8);
     const g = new DiskGuard(s, { maxDatabaseBytes: cap, minFreeDiskBytes: 0, onFull: 'stop-sampling' }, silentLogger());
     expect(g.check().accepting).toBe(false);

@@ -135,8 +135,9 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
       const cfg = daemonConfig(dir, { db, url, device, sensors, retention, ...extra });
       add(kind, device, () => startDaemon(cfg, { pin }), () => maxSeq(db), () => walFrameCounter(db));
     };
-    // the default sensors on one core too: what a Pi Zero 2 or a busy Pi gives the daemon
-    daemon('default', `default-${i}`, DEFAULT_SENSORS, 0);
+    // the default sensors and the default config (only the age shortened, so that deletion runs
+    // inside the window), on one core: what a Pi Zero 2 or a busy Pi gives the daemon
+    daemon('default', `default-${i}`, DEFAULT_SENSORS, 0, { retention: { syncedMaxAge: '1m' } });
     // the SD-card trade-off: acknowledged rows marked once a minute instead of every second
     daemon('default-sync60s', `default60-${i}`, DEFAULT_SENSORS, 0, { sync: { intervalMs: 60_000 } });
     daemon('sim10-pinned', `sim10p-${i}`, simSensors(10), 0);

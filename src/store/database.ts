@@ -32,6 +32,9 @@ export class StoreOpenError extends Error {
  */
 export const PAGE_CACHE_KIB = -2000;
 
+/** The page size of databases created from now on (SQLite's default is 4096). */
+export const NEW_PAGE_SIZE = 1024;
+
 export interface OpenOptions {
   synchronous?: 'FULL' | 'NORMAL';
   busyTimeoutMs?: number;
@@ -148,6 +151,10 @@ function checkOwnership(db: SqliteDb, path: string, readonly: boolean): void {
     if (readonly) throw new StoreOpenError('missing', path, `${path} holds no edge-sensor data yet`);
     // a brand-new file: incremental auto-vacuum must be chosen before the first table
     // (and before WAL mode), so that retention can give space back without a full VACUUM
+    // small pages: a commit of a few readings rewrites a few small pages, not a few 4 KB ones
+    // (fewer bytes per reading on an SD card: docs/benchmarks.md). Existing files keep theirs.
+    // Before auto_vacuum: once that is set, the page size no longer changes.
+    db.pragma(`page_size = ${NEW_PAGE_SIZE}`);
     db.pragma('auto_vacuum = INCREMENTAL');
     db.pragma(`application_id = ${APPLICATION_ID}`);
   }

@@ -1,6 +1,10 @@
 import type { Logger } from '../util/logger.js';
 import type { Store } from './store.js';
-import { giveBackPages } from './space.js';
+import { giveBackPages, pageStats } from './space.js';
+
+/** Retention gives free pages back only past both of these (see Retention.vacuum). */
+export const VACUUM_MIN_FREE_BYTES = 1024 * 1024;
+export const VACUUM_MIN_FREE_SHARE = 0.25;
 
 export interface RetentionOptions {
   /** synced rows older than this (by sync time) are deleted */
@@ -56,6 +60,7 @@ export class Retention {
     let examined = 0;
     let syncedDeleted = 0;
     let young = false;
+    const all: number[] = [];
     while (!young && examined < maxRowsPerPass) {
       const rows = this.scan.all(after, chunk) as Array<{ r: number; s: number; t: string | null }>;
       if (rows.length === 0) break;
@@ -72,15 +77,18 @@ export class Retention {
         after = row.r;
       }
       examined += rows.length;
-      if (doomed.length > 0) {
-        syncedDeleted += this.store.db.transaction(() => {
-          let n = 0;
-          for (const r of doomed) n += this.del.run(r).changes;
-          return n;
-        }).immediate();
-      }
+      all.push(...doomed);
     }
-    const logDeleted = this.store.pruneLog(this.opts.syncLogMaxRows);
+    // one transaction for a pass (the log's pruning included): a commit rewrites the pages it
+    // touches, and a pass of a device past its first days deletes a minute of rows
+    let logDeleted = 0;
+    for (let i = 0; i === 0 || i < all.length; i += chunk) {
+      const slice = all.slice(i, i + chunk);
+      this.store.db.transaction(() => {
+        for (const r of slice) syncedDeleted += this.del.run(r).changes;
+        if (i === 0) logDeleted = this.store.pruneLog(this.opts.syncLogMaxRows);
+      }).immediate();
+    }
     const pagesFreed = this.vacuum();
     if (syncedDeleted > 0 || logDeleted > 0) {
       this.log.debug({ syncedDeleted, logDeleted, pagesFreed, examined }, 'retention pass');
@@ -88,8 +96,15 @@ export class Retention {
     return { syncedDeleted, logDeleted, pagesFreed };
   }
 
-  /** Returns up to vacuumPages free pages to the file system. */
+  /**
+   * Returns up to vacuumPages free pages to the file system, but only once a quarter of the file
+   * (and at least 1 MB) is free: moving pages to the front rewrites them, and a pass that deleted a
+   * minute of rows would otherwise rewrite pages every minute for a few KB given back. Free pages
+   * are reused by new rows meanwhile; the disk guard gives space back at once when over its cap.
+   */
   vacuum(): number {
+    const { pageSize, pages, freePages } = pageStats(this.store.db);
+    if (freePages * pageSize < VACUUM_MIN_FREE_BYTES || freePages < pages * VACUUM_MIN_FREE_SHARE) return 0;
     return giveBackPages(this.store.db, this.opts.vacuumPages ?? 2048);
   }
 }

@@ -12,7 +12,7 @@ export interface AckBookOptions {
   writeDelayMs: number;
   /** one `batches_acked` sync_log event and one counter update per this period at most */
   summaryEveryMs?: number;
-  /** more acknowledged rows than this waiting: written at once (a backlog drains faster than readings come in) */
+  /** this many acknowledged rows waiting are written at once (a backlog drains faster than readings come in); the daemon uses what can be in flight, so a crash resends at most twice that */
   maxWaitingRows?: number;
 }
 
@@ -84,7 +84,7 @@ export class AckBook {
       s.maxMs = Math.max(s.maxMs, batch.ms);
       s.lastAckAt = at;
     }
-    if (this.opts.writeDelayMs === 0 || this.waiting.size > (this.opts.maxWaitingRows ?? 10_000)) this.armIn(0);
+    if (this.opts.writeDelayMs === 0 || this.waiting.size >= (this.opts.maxWaitingRows ?? 10_000)) this.armIn(0);
     else if (!this.timer) this.armIn(this.opts.writeDelayMs);
   }
 

@@ -118,7 +118,7 @@ export class SyncLoop {
     private readonly now: () => number = Date.now,
     acks?: AckBook,
   ) {
-    this.acks = acks ?? new AckBook(store, { writeDelayMs: opts.ackWriteDelayMs ?? 0 }, log, now);
+    this.acks = acks ?? new AckBook(store, { writeDelayMs: opts.ackWriteDelayMs ?? 0, maxWaitingRows: opts.batchSize * opts.maxInFlight }, log, now);
     this.backoff = new Backoff(opts.retry.initialDelayMs, opts.retry.maxDelayMs);
     this.failed = new FailedBatches(store, this.stats, this.budget, { maxAttempts: opts.retry.maxAttempts, publishTimeoutMs: opts.publishTimeoutMs }, log, now);
   }
