@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { freePort, Mosquitto } from '../helpers/mosquitto.js';
 import { daemonConfig, sqlValue } from '../helpers/daemon-config.js';
-import { sleep, spawnCli, TIME_SCALE, waitFor, type Spawned } from '../helpers/process.js';
+import { runCli, sleep, spawnCli, TIME_SCALE, waitFor, type Spawned } from '../helpers/process.js';
 import { testSchema } from '../helpers/postgres.js';
 import { makeTmp } from '../helpers/tmp.js';
 import { fill } from '../helpers/stack.js';
@@ -112,6 +112,11 @@ describe('end to end with the collector', () => {
       expect(onStatus).toMatchObject({ syncedThrough: expect.any(Number), unconfirmed: expect.any(Number) });
       expect(onStatus!.unconfirmed).toBeGreaterThan(0);
       expect(await statusOf('pi-off')).not.toHaveProperty('storedThrough');
+      // and `edge-sensor status`, text and JSON
+      const json = JSON.parse((await runCli(['status', ...on.args, '--json'])).stdout);
+      expect(json.endToEnd).toMatchObject({ storedThrough: 7, unconfirmed: expect.any(Number), syncedThrough: expect.any(Number) });
+      expect((await runCli(['status', ...on.args])).stdout).toMatch(/^end to end\s+stored by the collector through seq 7; \d+ synced readings not yet confirmed/m);
+      expect(JSON.parse((await runCli(['status', ...off.args, '--json'])).stdout)).not.toHaveProperty('endToEnd');
     } finally {
       for (const d of ['pi-off', 'pi-on']) await pub.publishAsync(`${prefix}/${d}/stored`, '', { qos: 1, retain: true });
       await pub.endAsync();
