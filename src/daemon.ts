@@ -58,7 +58,7 @@ function build(config: Config, store: Store, log: Logger, now: () => number, sta
   const sensors = config.sensors.map((c) => ({ sensor: createSensor(c, config.host, { warn: (o, msg) => sensorLog.warn(o, msg) }), schedule: c.schedule, readAtStart: c.readAtStart }));
   const sampler = new Sampler(sensors, keeper, log.child({ module: 'sampler' }), { readTimeoutMs: 10_000, clockFloorMs: CLOCK_FLOOR_MS, now: opts.now });
   const announcer = new DropAnnouncer(store, link, { topic: topics.dropped, deviceId: device.id, timeoutMs: s.publishTimeoutMs }, log.child({ module: 'sync' }));
-  const endToEnd = s.endToEnd ? new EndToEnd({ store: new Confirmations(store), link, sync, announcer, lastSeq: () => store.stats().lastSeq }, { topic: topics.stored, resendPerMinute: s.resendPerMinute }, log.child({ module: 'end-to-end' }), now) : undefined; // off: nothing subscribed
+  const endToEnd = s.endToEnd ? new EndToEnd({ store: new Confirmations(store), link, sync, announcer }, { topic: topics.stored, resendPerMinute: s.resendPerMinute }, log.child({ module: 'end-to-end' }), now) : undefined; // off: nothing subscribed
   // the reporter publishes what `status` gathers; `status` shows the mode, which says goodbye through the reporter
   const reporter = new StatusReporter(link, { topic: topics.status, intervalMs: config.status.intervalMs, timeoutMs: s.publishTimeoutMs }, (): StatusPayload => status.payload(), log.child({ module: 'status' }));
   const mode = new OnlineMode({ store, link, sync, status: reporter }, { drainTimeoutMs: s.shutdownTimeoutMs, stayReachable: config.control.mqtt.enabled }, log);

@@ -52,7 +52,7 @@ async function device(rows: number, o: { resendPerMinute?: number; syncedAtMs?: 
   for (const level of ['info', 'warn'] as const) log[level] = ((obj: unknown, msg?: string) => logs.push({ level, msg: msg ?? String(obj) })) as never;
   const announcer = new DropAnnouncer(store, link, { topic: `${PREFIX}/dev/dropped`, deviceId: 'dev', timeoutMs: 5000 }, silentLogger());
   const e2e = new EndToEnd(
-    { store: c, link, sync: { rewind: () => rewinds++, stats: {} }, announcer, lastSeq: () => store.stats().lastSeq },
+    { store: c, link, sync: { rewind: () => rewinds++, stats: {} }, announcer },
     { topic: `${PREFIX}/dev/stored`, resendPerMinute: o.resendPerMinute ?? 100_000 },
     log,
     () => clock.t,

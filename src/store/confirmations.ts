@@ -24,6 +24,7 @@ export class Confirmations {
     const db = store.db;
     this.q = {
       // from the newest row backwards: stops at the first synced one (usually the newest few)
+      maxSeq: db.prepare('SELECT max(rowid) FROM transactions').pluck(),
       highestSynced: db.prepare('SELECT rowid FROM transactions WHERE synced = 1 ORDER BY rowid DESC LIMIT 1').pluck(),
       unconfirmed: db.prepare('SELECT count(*) FROM transactions WHERE rowid > ? AND synced = 1').pluck(),
       syncedIn: db.prepare('SELECT rowid FROM transactions WHERE rowid BETWEEN ? AND ? AND synced = 1 ORDER BY rowid LIMIT ?').pluck(),
@@ -47,6 +48,11 @@ export class Confirmations {
 
   setStoredThrough(seq: number, atMs: number = Date.now()): void {
     this.store.setConfig(STORED_THROUGH_KEY, String(seq), atMs);
+  }
+
+  /** The highest seq given to a reading (a refused one, or one of a replaced database, included). */
+  lastSeq(): number {
+    return Math.max((this.q.maxSeq.get() as number | null) ?? 0, Number(this.store.getConfig('seq_floor') ?? 0));
   }
 
   /** The highest seq acknowledged by the broker (0: none). */

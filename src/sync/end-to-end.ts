@@ -10,6 +10,8 @@ export interface ConfirmationStore {
   storedThrough(): number;
   setStoredThrough(seq: number): void;
   highestSynced(): number;
+  /** the highest seq given to a reading: a range above it is nobody's */
+  lastSeq(): number;
   unconfirmed(through: number): number;
   resend(from: number, to: number, limit: number, reason: string): ResendResult;
 }
@@ -75,6 +77,7 @@ export class EndToEnd {
   private readonly limited = new Repeating(firstOnly);
   private readonly invalid = new Repeating(firstOnly);
   private syncedAtStart = 0;
+  private stopped = false;
   private stored = 0;
   readonly stats = { messages: 0, invalid: 0, requeued: 0, absentRanges: 0 };
 
@@ -83,9 +86,7 @@ export class EndToEnd {
       store: ConfirmationStore;
       link: StoredSubscriber;
       sync: { rewind(): void; readonly stats: { highestAckedSeq?: number } };
-      announcer: { announce(): Promise<number> };
-      /** the highest seq given to a reading: a range above it is nobody's */
-      lastSeq: () => number;
+      announcer: { announce(): Promise<number>; announceSoon(delayMs: number): void };
     },
     private readonly opts: EndToEndOptions,
     private readonly log: Logger,
@@ -104,6 +105,7 @@ export class EndToEnd {
   }
 
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -125,7 +127,7 @@ export class EndToEnd {
   /** One `stored` message. Never throws. */
   onMessage(payload: Buffer): void {
     // an empty retained message is how a retained topic is cleared
-    if (payload.length === 0) return;
+    if (payload.length === 0 || this.stopped) return;
     let msg: z.output<typeof storedSchema>;
     try {
       if (payload.length > MAX_PAYLOAD_BYTES) throw new Error(`${payload.length} bytes, more than ${MAX_PAYLOAD_BYTES}`);
@@ -154,7 +156,7 @@ export class EndToEnd {
 
   /** The ranges of a request worth acting on: merged, within the seqs this device gave, not just sent again. */
   private wanted(missing: ReadonlyArray<readonly [number, number]>): Range[] {
-    const last = this.deps.lastSeq();
+    const last = this.deps.store.lastSeq();
     const t = this.now();
     for (let i = this.cooling.length - 1; i >= 0; i--) if (this.cooling[i].until <= t) this.cooling.splice(i, 1);
     const merged = merge(missing.map(([a, b]): Range => [a, Math.min(b, last)]).filter(([a, b]) => a <= b));
@@ -165,6 +167,7 @@ export class EndToEnd {
   private work(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.stopped) return;
     let requeued = 0;
     let absent = 0;
     const left: Range[] = [];
@@ -185,12 +188,22 @@ export class EndToEnd {
     this.stats.requeued += requeued;
     this.stats.absentRanges += absent;
     if (requeued > 0) this.deps.sync.rewind();
-    if (absent > 0) void this.deps.announcer.announce();
+    if (absent > 0) {
+      void this.deps.announcer.announce();
+      // an announcement already under way may have read the drop records before these were added
+      this.deps.announcer.announceSoon(2000);
+    }
     if (requeued > 0 || absent > 0) this.log.info({ requeued, absentRanges: absent, waiting: left.length }, 'the collector asked for readings again');
     if (left.length > 0) {
       const readings = left.reduce((n, [a, b]) => n + b - a + 1, 0);
       if (this.limited.occurred()) this.log.warn({ ranges: left.length, upTo: readings, resendPerMinute: this.opts.resendPerMinute }, 'more asked for again than sync.resendPerMinute allows: the rest waits');
-      this.timer = setTimeout(() => this.work(), RETRY_MS);
+      this.timer = setTimeout(() => {
+        try {
+          this.work();
+        } catch (err) {
+          this.log.warn({ err }, 'cannot act on a stored message');
+        }
+      }, RETRY_MS);
       this.timer.unref();
     } else {
       this.limited.ended();

@@ -50,6 +50,8 @@ const ORDER = [
   'sigterm',
   'broker-kill',
   'broker-kill-nats',
+  'broker-kill-e2e',
+  'broker-kill-e2e-nats',
   'broker-stop',
   'broker-freeze',
   'partition',
