@@ -165,6 +165,35 @@ describe('acknowledged rows ride on the next append (AckBook)', () => {
   });
 });
 
+describe('wake-ups', () => {
+  it('a round per write: the write nudges the loop, and an acknowledgement alone does not make it look again', async () => {
+    const broker = await new EmbeddedBroker().listen();
+    const c = chain('wake', broker.url, 60_000);
+    c.start();
+    await waitFor(() => c.sync.stats.window > 0, 5000, 'connected and looked once');
+    let looks = 0;
+    let empty = 0;
+    const take = c.store.takePending.bind(c.store);
+    c.store.takePending = (limit, afterSeq) => {
+      const rows = take(limit, afterSeq);
+      looks++;
+      if (rows.length === 0) empty++;
+      return rows;
+    };
+    for (let i = 1; i <= 5; i++) {
+      c.keeper.appendTicks([{ tsMs: Date.now(), flags: 0, readings: [reading(i)] }]);
+      await waitFor(() => c.sync.stats.ackedRows === i, 5000, `reading ${i} acknowledged`);
+      // the loop's intervalMs (50 ms) between two rounds
+      await waitFor(() => Date.now() - (c.sync.stats.lastAckAt ?? 0) > 60, 1000, 'the interval passed');
+    }
+    // one look per write, none of them empty (no polling, no look after each PUBACK)
+    expect(looks).toBe(5);
+    expect(empty).toBe(0);
+    await c.stop();
+    await broker.close();
+  });
+});
+
 describe('commit window (database.commitWindowMs)', () => {
   it('holds readings in memory and commits them on SIGTERM, seq continuous', async () => {
     const c = daemonConfig(tmp.dir, 'window', {

@@ -109,6 +109,8 @@ describe('storage keeper', () => {
   it('under stop-sampling at the cap refuses readings with a typed error and records them as a dropped range', () => {
     const store = new Store(join(tmp.dir, 'full.db'));
     fill(store, 20_000, 5000);
+    // the cap below what the rows themselves take (a WAL the guard can truncate would not do)
+    store.db.pragma('wal_checkpoint(TRUNCATE)');
     const cap = Math.floor(store.fileBytes() * 0.8);
     const keeper = new StorageKeeper(store, { inFlightRange: () => undefined }, { ...parseConfig({}).retention, maxDatabaseBytes: cap, minFreeDiskBytes: 0, onFull: 'stop-sampling' }, silentLogger());
     const dropped: string[] = [];

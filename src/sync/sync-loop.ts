@@ -105,6 +105,8 @@ export class SyncLoop {
   private readonly budget = new PacketBudget();
   private readonly failed: FailedBatches;
   private pumpScheduled = false;
+  /** the last look found fewer rows than it asked for: an acknowledgement alone brings nothing new to take */
+  private drained = false;
   /** acknowledged rows until they are written down (with the next append, or alone) */
   readonly acks: AckBook;
   private idleWaiters: Array<() => void> = [];
@@ -149,8 +151,12 @@ export class SyncLoop {
     if (!paused) this.pump();
   }
 
-  /** Fills the in-flight window with the oldest pending rows. Synchronous and re-entrant-safe. */
-  private pump(): void {
+  /**
+   * Fills the in-flight window with the oldest pending rows. Synchronous and re-entrant-safe.
+   * `afterAcks`: only acknowledgements came since the last look; if that look had taken everything
+   * pending, this one is skipped (new rows nudge the loop; the idle look catches other writers).
+   */
+  private pump(afterAcks = false): void {
     clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
     this.pumpScheduled = false;
@@ -171,16 +177,20 @@ export class SyncLoop {
       if (this.inFlight.size > 0) return; // the last settle pumps again
       this.cursor = 0;
       this.needsRewind = false;
+      this.drained = false;
     }
     const window = this.window();
     this.stats.window = window;
-    this.lastLookAt = now;
-    while (this.inFlight.size < window) {
+    const look = !(afterAcks && this.drained);
+    if (look) this.lastLookAt = now;
+    while (look && this.inFlight.size < window) {
       const rows = this.takeUnacked(this.budget.rowsFor(this.opts.batchSize));
       if (rows.length === 0) break;
       const sent = this.dispatchRows(rows);
       this.cursor = rows[sent - 1].seq;
       if (!this.link.connected) return;
+      // the take found fewer rows than it asked for and all went out: no second look for nothing
+      if (this.drained && sent === rows.length) break;
     }
     // room left in the window means nothing more is pending right now: new rows nudge the loop;
     // the idle look is for writers that do not (a second process writing to the database)
@@ -205,6 +215,7 @@ export class SyncLoop {
   private takeUnacked(limit: number): PendingRow[] {
     for (;;) {
       const rows = this.store.takePending(limit, this.cursor);
+      this.drained = rows.length < limit;
       if (rows.length === 0 || this.acks.waitingRows === 0) return rows;
       const fresh = rows.filter((r) => !this.acks.has(r.seq));
       if (fresh.length > 0) return fresh;
@@ -274,7 +285,7 @@ export class SyncLoop {
     // several PUBACKs often arrive in one read: one look for more after all of them
     if (!this.pumpScheduled) {
       this.pumpScheduled = true;
-      setImmediate(() => this.pump());
+      setImmediate(() => this.pump(true));
     }
   }
 
