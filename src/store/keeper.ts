@@ -87,16 +87,29 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
 
   start(): void {
     this.retentionTimer = setInterval(() => this.runRetention(), this.opts.pruneIntervalMs).unref();
-    // the timer is for what changes on its own (free space); the cap grows with writes, checked after each
-    this.guardTimer = setInterval(() => this.runGuard(), this.opts.checkIntervalMs).unref();
     this.runGuard();
+    this.armGuard();
+  }
+
+  /**
+   * The timer is for what changes on its own (free space) while nothing is written: every write
+   * measures the cap and the free space anyway (guard.overLimit) and puts the timer off, so a
+   * device that writes more often than checkIntervalMs gets no wake-up of the guard's own.
+   */
+  private armGuard(): void {
+    clearTimeout(this.guardTimer);
+    this.guardTimer = setTimeout(() => {
+      this.runGuard();
+      this.armGuard();
+    }, this.opts.checkIntervalMs).unref();
   }
 
   /** Stops the timers; readings held in a commit window are committed first. */
   stop(): void {
     this.commitHeld();
     clearInterval(this.retentionTimer);
-    clearInterval(this.guardTimer);
+    clearTimeout(this.guardTimer);
+    this.guardTimer = undefined;
     clearTimeout(this.guardSoon);
   }
 
@@ -169,6 +182,7 @@ export class StorageKeeper extends EventEmitter<KeeperEvents> {
     }
     this.lastWriteError = null;
     if (this.guard.overLimit()) this.runGuard();
+    if (this.guardTimer) this.armGuard();
     this.tell('written', count, ticks);
   }
 
