@@ -91,7 +91,7 @@ export function markdownTable(rs: ScenarioResult[]): string {
       continue;
     }
     lines.push(
-      `| ${r.scenario} | ${r.runs} | ${r.faults} | ${n(r.readings)} | ${n(r.lost)} | ${n(r.lostAfterAck)} | ${n(r.vanished)} | ${n(r.duplicates)} (${n(r.resent)} + ${n(r.redelivered)}) | ${r.connectionLosses} | ${n(r.maxResentPerFault)} (${n(r.maxResentBound ?? r.boundPerFault)} × ${r.maxResentLosses}) | ${r.faultsInFlight ?? '?'} | ${r.faultsWithResend} | ${r.integrity} |`,
+      `| ${r.scenario} | ${r.runs} | ${r.faults} | ${n(r.readings)} | ${n(r.lost)} | ${n(r.lostAfterAck)} | ${n(r.vanished)} | ${n(r.duplicates)} (${n(r.resent)} + ${n(r.redelivered)}) | ${r.connectionLosses} | ${n(r.maxResentPerFault)} (${n((r.maxResentPerFault > 0 ? r.maxResentBound : r.boundPerFault))} × ${r.maxResentLosses}) | ${r.faultsInFlight ?? '?'} | ${r.faultsWithResend} | ${r.integrity} |`,
     );
   }
   return lines.join('\n');
@@ -103,7 +103,7 @@ export function textTable(rs: ScenarioResult[]): string {
   const rows = rs.map((r) =>
     r.skipped
       ? [r.scenario, `skipped: ${r.skipped}`]
-      : [r.scenario, r.runs, r.faults, r.readings, r.lost, r.lostAfterAck, r.vanished, r.duplicates, r.resent, r.redelivered, r.connectionLosses, r.maxResentPerFault, r.maxResentBound ?? r.boundPerFault, r.maxResentLosses, r.faultsInFlight ?? '?', r.faultsWithResend, r.integrity, r.seed].map(String),
+      : [r.scenario, r.runs, r.faults, r.readings, r.lost, r.lostAfterAck, r.vanished, r.duplicates, r.resent, r.redelivered, r.connectionLosses, r.maxResentPerFault, (r.maxResentPerFault > 0 ? r.maxResentBound : r.boundPerFault), r.maxResentLosses, r.faultsInFlight ?? '?', r.faultsWithResend, r.integrity, r.seed].map(String),
   );
   const widths = head.map((h, i) => Math.max(h.length, ...rows.filter((r) => r.length > 2).map((r) => String(r[i]).length)));
   const fmt = (cells: string[]) => (cells.length === 2 ? `${cells[0].padEnd(widths[0])}  ${cells[1]}` : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));
