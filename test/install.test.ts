@@ -103,7 +103,7 @@ describe('npm pack', () => {
     for (const f of ['package.json', 'README.md', 'docs/configuration.md', 'docs/raspberry-pi.md', 'LICENSE', 'dist/cli/main.js', 'config/service.yaml', 'systemd/edge-sensor.service', 'scripts/install.sh', 'scripts/uninstall.sh']) {
       expect(files).toContain(f);
     }
-    expect(files.filter((f) => !/^(dist\/.*\.js|dist\/build-info\.json|config\/.*\.yaml|systemd\/.*|scripts\/.*\.sh|package\.json|README\.md|docs\/[a-z0-9-]+\.md|LICENSE|npm-shrinkwrap\.json)$/.test(f))).toEqual([]);
+    expect(files.filter((f) => !/^(dist\/.*\.js|dist\/build-info\.json|config\/.*\.yaml|systemd\/.*|scripts\/.*\.sh|package\.json|README\.md|docs\/[a-z0-9-]+\.md|web\/[a-z-]+\.(html|js|css)|LICENSE|npm-shrinkwrap\.json)$/.test(f))).toEqual([]);
   });
 });
 
