@@ -215,7 +215,7 @@ describe('TLS with a client certificate and a password', () => {
     const bad = setup('watch-bad', { url: `mqtts://127.0.0.1:${port.tls}`, username: 'dev', passwordFile: passwordFile('watch-bad', DEV_PW), tls: { caFile: certs.ca } });
     const [w1, w2] = [spawnCli(['watch', '--config', ok.path]), spawnCli(['watch', '--config', bad.path])];
     daemons.push(w1, w2);
-    await waitFor(() => /watching tls\/\+\/readings .* on mqtts:\/\/127\.0\.0\.1/.test(w1.stderr()), 10_000, 'watch connected over TLS');
+    await waitFor(() => /watching tls\/\+\/readings.* on mqtts:\/\/127\.0\.0\.1/.test(w1.stderr()), 10_000, 'watch connected over TLS');
     await waitFor(() => /watch: TLS: the broker requires a client certificate/.test(w2.stderr()), 10_000, 'watch refused');
     for (const w of [w1, w2]) {
       w.child.kill('SIGTERM');
