@@ -1,7 +1,8 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+const ROOT = join(import.meta.dirname, '..', '..');
 import mqtt from 'mqtt';
 import { MqttLink } from '../../src/mqtt/link.js';
 import { StoredPublisher, type StoredPublisherOptions } from '../../src/collector/stored-publisher.js';
@@ -116,30 +117,21 @@ describe('collector: the stored answers', () => {
   });
 });
 
-describe('the broker ACL of docs/collector.md', () => {
+describe("the README's broker ACL", () => {
   it("only the collector's user may publish {prefix}/+/stored; a device reads its own only", async () => {
     const dir = join(tmp.dir, 'acl');
     const passwd = join(tmp.dir, 'passwd');
     writeFileSync(passwd, '');
-    for (const u of ['collector', 'pi-1', 'pi-2']) execFileSync('mosquitto_passwd', ['-b', passwd, u, `pw-${u}`]);
+    for (const u of ['collector', 'operator', 'pi-1', 'pi-2']) execFileSync('mosquitto_passwd', ['-b', passwd, u, `pw-${u}`]);
     const acl = join(tmp.dir, 'aclfile');
-    // as in docs/collector.md, with the prefix `es`
-    writeFileSync(acl, [
-      'user collector',
-      'topic read es/+/readings',
-      'topic read es/+/status',
-      'topic read es/+/dropped',
-      'topic write es/+/stored',
-      '',
-      'pattern write es/%u/readings',
-      'pattern write es/%u/status',
-      'pattern write es/%u/dropped',
-      'pattern read es/%u/stored',
-      '',
-    ].join('\n'));
+    // the README's ACL itself, with the prefix `es`: the documented file is the tested one
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const block = /In Mosquitto's ACL[\s\S]*?```\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    writeFileSync(acl, block!.split('\n').map((l) => l.trim().replaceAll('edge-sensor/', 'es/')).join('\n'));
     const mosq = await Mosquitto.start(dir, ['allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`]);
     const as = (u: string) => mqtt.connectAsync(mosq.url, { protocolVersion: 5, username: u, password: `pw-${u}`, clientId: `acl-${u}` });
-    const [col, pi1, pi2] = [await as('collector'), await as('pi-1'), await as('pi-2')];
+    const [col, op, pi1, pi2] = [await as('collector'), await as('operator'), await as('pi-1'), await as('pi-2')];
     try {
       const got: string[] = [];
       pi1.on('message', (t, p) => got.push(`${t} ${p}`));
@@ -156,8 +148,18 @@ describe('the broker ACL of docs/collector.md', () => {
       expect(got).toEqual(['es/pi-1/stored {"through":7,"missing":[]}']);
       // and the collector's user may not write readings in a device's name
       await expect(col.publishAsync('es/pi-1/readings', '{}', { qos: 1 })).rejects.toMatchObject({ code: 135 });
+      // commands: only the operator's user may send them, and a device hears its own only
+      const cmds: string[] = [];
+      pi1.on('message', (t) => { if (t.includes('/cmd/')) cmds.push(t); });
+      await pi1.subscribeAsync(['es/pi-1/cmd/+', 'es/pi-2/cmd/+'], { qos: 1 });
+      await expect(pi2.publishAsync('es/pi-1/cmd/offline', '{}', { qos: 1 })).rejects.toMatchObject({ code: 135 });
+      await expect(col.publishAsync('es/pi-1/cmd/offline', '{}', { qos: 1 })).rejects.toMatchObject({ code: 135 });
+      await op.publishAsync('es/pi-2/cmd/sync', '{}', { qos: 1 });
+      await op.publishAsync('es/pi-1/cmd/sync', '{}', { qos: 1 });
+      await waitFor(() => cmds.length === 1, 10_000, "the operator's command");
+      expect(cmds).toEqual(['es/pi-1/cmd/sync']);
     } finally {
-      await Promise.all([col.endAsync(), pi1.endAsync(), pi2.endAsync()]);
+      await Promise.all([col.endAsync(), op.endAsync(), pi1.endAsync(), pi2.endAsync()]);
       await mosq.stop();
     }
   });
