@@ -86,6 +86,8 @@ function put(section, key, s) {
   o[key] = s.median;
   ((o.runs ??= {})[key] = s.runs), ((o.min ??= {})[key] = s.min), ((o.max ??= {})[key] = s.max);
 }
+/** a target is met only by a figure that was measured (a NaN or a missing one never passes) */
+const atMost = (v, x) => typeof v === 'number' && Number.isFinite(v) && v <= x;
 const round = (v, d = 1) => (typeof v === 'number' ? Math.round(v * 10 ** d) / 10 ** d : v);
 
 async function repeat(n, fns) {
@@ -199,7 +201,7 @@ try {
     put('startup', 'ms_backlog', summarize(r.backlog));
     R.startup.backlog_readings = P.backlog;
     R.startup.ratio = R.startup.ms_backlog / R.startup.ms_empty;
-    targets.push({ name: `start-up with ${P.backlog} pending / empty`, value: R.startup.ratio, target: '<= 2', met: R.startup.ratio <= 2 });
+    targets.push({ name: `start-up with ${P.backlog} pending / empty`, value: R.startup.ratio, target: '<= 2', met: atMost(R.startup.ratio, 2) });
     log(`  empty ${round(R.startup.ms_empty, 0)} ms, backlog ${round(R.startup.ms_backlog, 0)} ms`);
     if (!quick) {
       const p = await repeat(REPS, { empty: () => startupOnce(ctx, { pin: 0 }), backlog: () => startupOnce(ctx, { backlog: ctx.backlog, n: P.backlog, pin: 0 }) });
@@ -224,7 +226,7 @@ try {
     put('wire', 'compressed_payload_bytes_per_reading', summarize(r.gzip.map((x) => x.payloadPerReading)));
     put('wire', 'broker_to_client_bytes_per_reading', summarize(r.none.map((x) => x.downPerReading)));
     R.wire.readings = P.wire;
-    targets.push({ name: 'bytes per reading on the wire, gzip, default sensors', value: R.wire.compressed_bytes_per_reading, target: '<= 40', met: R.wire.compressed_bytes_per_reading <= 40 });
+    targets.push({ name: 'bytes per reading on the wire, gzip, default sensors', value: R.wire.compressed_bytes_per_reading, target: '<= 40', met: atMost(R.wire.compressed_bytes_per_reading, 40) });
     log(`  ${round(R.wire.bytes_per_reading)} B/reading, gzip ${round(R.wire.compressed_bytes_per_reading)} B/reading`);
     if (P.link && linkAvailable()) {
       log('drain through a 1 Mbit/s link');
@@ -253,7 +255,7 @@ try {
     put('live', 'state_latency_max_ms', summarize(r.live.map((x) => x.maxMs)));
     Object.assign(R.live, { backlog: lv.backlog, link_delay_ms: lv.delayMs, pending_min: Math.min(...r.live.map((x) => x.pending)) });
     const worst = R.live.max.state_latency_max_ms;
-    targets.push({ name: 'live state latency under a backlog, worst (ms)', value: worst, target: '<= 1000', met: worst <= 1000 && R.live.pending_min > 0 });
+    targets.push({ name: 'live state latency under a backlog, worst (ms)', value: worst, target: '<= 1000', met: atMost(worst, 1000) && R.live.pending_min > 0 });
     log(`  ${round(R.live.state_latency_ms, 0)} ms (worst ${round(worst, 0)} ms), ${R.live.pending_min} still pending`);
     rmSync(lb, { force: true });
   }
@@ -309,7 +311,7 @@ try {
           if (e.points) R.fleetpage.points[k] = e.points;
         }
         const worst = Math.max(...Object.keys(r.endpoints).map((k) => R.fleetpage[`${k}_ms`]));
-        targets.push({ name: 'fleet page API, slowest endpoint median, ms', value: worst, target: '<= 250', met: worst <= 250 });
+        targets.push({ name: 'fleet page API, slowest endpoint median, ms', value: worst, target: '<= 250', met: atMost(worst, 250) });
       } finally {
         if (!args.keep && process.env.BENCH_FLEET_REUSE !== '1') await dropFleetDatabase().catch(() => {});
       }
@@ -354,22 +356,22 @@ try {
       put('idle', 'rss_mb', s.default.rss_mb);
       R.idle.after_s = (P.steadyWarmMs + P.steadyMs) / 1000;
       R.idle.sensors = 'default (sim-temp every 5 s, cpu-load every 10 s), broker up';
-      targets.push({ name: 'idle RSS, default sensors (MB)', value: R.idle.rss_mb, target: '<= 60', met: R.idle.rss_mb <= 60 });
-      targets.push({ name: 'disk bytes per reading, default sensors and config', value: R.steady.disk_bytes_per_reading_default, target: '<= 8000', met: R.steady.disk_bytes_per_reading_default <= 8000 });
-      targets.push({ name: 'CPU per second, default sensors and config (ms)', value: R.steady.cpu_ms_per_s_default, target: '<= 0.5', met: R.steady.cpu_ms_per_s_default <= 0.5 });
+      targets.push({ name: 'idle RSS, default sensors (MB)', value: R.idle.rss_mb, target: '<= 60', met: atMost(R.idle.rss_mb, 60) });
+      targets.push({ name: 'disk bytes per reading, default sensors and config', value: R.steady.disk_bytes_per_reading_default, target: '<= 8000', met: atMost(R.steady.disk_bytes_per_reading_default, 8000) });
+      targets.push({ name: 'CPU per second, default sensors and config (ms)', value: R.steady.cpu_ms_per_s_default, target: '<= 0.5', met: atMost(R.steady.cpu_ms_per_s_default, 0.5) });
     }
     for (const d of [R.steady.default_sensors, R.steady.default_sensors_sync_60s]) if (d) d.year_bytes = d.disk_bytes_per_reading * DEFAULT_RATE * 365 * 86400;
-    if (pinned) targets.push({ name: 'disk bytes per reading, 10 sensors at 1 Hz', value: R.steady.disk_bytes_per_reading, target: '<= 2500', met: R.steady.disk_bytes_per_reading <= 2500 });
-    if (R.steady.window_10s_pinned) targets.push({ name: 'disk bytes per reading, 10 sensors, commit window 10 s', value: R.steady.disk_bytes_per_reading_window10s, target: '<= 1000', met: R.steady.disk_bytes_per_reading_window10s <= 1000 });
+    if (pinned) targets.push({ name: 'disk bytes per reading, 10 sensors at 1 Hz', value: R.steady.disk_bytes_per_reading, target: '<= 2500', met: atMost(R.steady.disk_bytes_per_reading, 2500) });
+    if (R.steady.window_10s_pinned) targets.push({ name: 'disk bytes per reading, 10 sensors, commit window 10 s', value: R.steady.disk_bytes_per_reading_window10s, target: '<= 1000', met: atMost(R.steady.disk_bytes_per_reading_window10s, 1000) });
     const cd = R.steady.collectd.cpu_us_per_value;
     if (typeof cd === 'number' && pinned) {
-      targets.push({ name: 'CPU per reading (10 sensors, one core) / collectd per value (one core)', value: R.steady.cpu_us_per_reading / cd, target: '<= 2', met: R.steady.cpu_us_per_reading <= 2 * cd });
+      targets.push({ name: 'CPU per reading (10 sensors, one core) / collectd per value (one core)', value: R.steady.cpu_us_per_reading / cd, target: '<= 2', met: atMost(R.steady.cpu_us_per_reading, 2 * cd) });
     }
     log(`  ${round(R.steady.cpu_us_per_reading)} µs and ${round(R.steady.disk_bytes_per_reading, 0)} B per reading (10 sensors); default sensors ${round(R.steady.disk_bytes_per_reading_default, 0)} B and ${round(R.steady.cpu_ms_per_s_default, 2)} ms CPU/s; window 10 s ${round(R.steady.disk_bytes_per_reading_window10s, 0)} B; idle RSS ${round(R.idle?.rss_mb)} MB; collectd ${round(cd)} µs/value`);
   }
   if (R.drain?.peak_rss_mb && R.idle?.rss_mb) {
     R.drain.peak_over_idle = R.drain.peak_rss_mb / R.idle.rss_mb;
-    targets.push({ name: 'drain peak RSS / idle RSS', value: R.drain.peak_over_idle, target: '<= 1.5', met: R.drain.peak_over_idle <= 1.5 });
+    targets.push({ name: 'drain peak RSS / idle RSS', value: R.drain.peak_over_idle, target: '<= 1.5', met: atMost(R.drain.peak_over_idle, 1.5) });
   }
 } finally {
   clearInterval(loadTimer);
