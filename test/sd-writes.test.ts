@@ -22,11 +22,11 @@ const retention = { syncedMaxAge: 86_400_000, pruneIntervalMs: 60_000, syncLogMa
 const synced = (store: Store) => store.db.prepare('SELECT count(*) FROM transactions WHERE synced = 1').pluck().get() as number;
 
 /** store → keeper (with the AckBook riding on its appends) → sync loop → a broker we control */
-function chain(name: string, url: string, ackWriteDelayMs: number, store = new Store(join(tmp.dir, `${name}.db`))) {
+function chain(name: string, url: string, ackWriteDelayMs: number, store = new Store(join(tmp.dir, `${name}.db`)), batchSize = 100) {
   const retry = { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 3 };
   const link = new MqttLink({ url, protocolVersion: 5, clientId: `t-${name}-${Math.random().toString(36).slice(2, 8)}`, keepaliveSec: 5, connectTimeoutMs: 2000, sessionExpirySec: 0, retry }, silentLogger());
   const acks = new AckBook(store, { writeDelayMs: ackWriteDelayMs }, silentLogger());
-  const opts = { deviceId: name, topic: `t/${name}/readings`, batchSize: 100, maxInFlight: 4, intervalMs: 50, ackWriteDelayMs, publishTimeoutMs: 2000, compression: 'none' as const, protocolVersion: 5 as const, retry };
+  const opts = { deviceId: name, topic: `t/${name}/readings`, batchSize, maxInFlight: 4, intervalMs: 50, ackWriteDelayMs, publishTimeoutMs: 2000, compression: 'none' as const, protocolVersion: 5 as const, retry };
   const sync = new SyncLoop(store, link, opts, silentLogger(), Date.now, acks);
   const keeper = new StorageKeeper(store, sync, retention, silentLogger(), Date.now, acks);
   // what the daemon wires: the keeper's writes nudge the loop
@@ -65,7 +65,8 @@ function chain(name: string, url: string, ackWriteDelayMs: number, store = new S
 describe('acknowledged rows ride on the next append (AckBook)', () => {
   it('are marked synced in the transaction of the next append, not in one of their own', async () => {
     const broker = await new EmbeddedBroker().listen();
-    const c = chain('ride', broker.url, 60_000);
+    // batches larger than the rows: a trickle, not a backlog (a drained backlog is written at once)
+    const c = chain('ride', broker.url, 60_000, undefined, 1000);
     fill(c.store, 250, 50);
     c.start();
     await waitFor(() => c.sync.stats.ackedRows === 250, 5000, 'all acknowledged');
@@ -80,6 +81,19 @@ describe('acknowledged rows ride on the next append (AckBook)', () => {
     // the new reading is sent in turn (the write nudged the loop), and waits in the book
     await waitFor(() => c.sync.stats.ackedRows === 251, 5000, 'the new reading acknowledged');
     expect(synced(c.store)).toBe(250);
+    await c.stop();
+    await broker.close();
+  });
+
+  it('a drained backlog is written down at once, not after sync.ackWriteDelayMs', async () => {
+    const broker = await new EmbeddedBroker().listen();
+    const c = chain('backlog', broker.url, 600_000);
+    fill(c.store, 300, 100);
+    c.start();
+    // full batches were taken (a backlog): once nothing is pending, one transaction of its own
+    await waitFor(() => synced(c.store) === 300, 5000, 'the backlog written down without waiting 10 minutes');
+    expect(c.ownWrites()).toBe(1);
+    expect(c.acks.waitingRows).toBe(0);
     await c.stop();
     await broker.close();
   });
@@ -131,7 +145,7 @@ describe('acknowledged rows ride on the next append (AckBook)', () => {
       return 'ack';
     };
     const path = join(tmp.dir, 'crash.db');
-    const a = chain('crash', broker.url, 60_000, new Store(path));
+    const a = chain('crash', broker.url, 60_000, new Store(path), 1000);
     fill(a.store, 200, 100);
     a.start();
     await waitFor(() => a.sync.stats.ackedRows === 200, 5000, 'all acknowledged');

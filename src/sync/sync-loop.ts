@@ -151,6 +151,9 @@ export class SyncLoop {
     if (!paused) this.pump();
   }
 
+  /** a take found a full batch since the loop was last idle: more was pending than one round sends */
+  private backlog = false;
+
   /**
    * Fills the in-flight window with the oldest pending rows. Synchronous and re-entrant-safe.
    * `afterAcks`: only acknowledgements came since the last look; if that look had taken everything
@@ -196,6 +199,12 @@ export class SyncLoop {
     // the idle look is for writers that do not (a second process writing to the database)
     if (this.inFlight.size < window) this.wakeAt(Math.max(this.opts.intervalMs, this.opts.idleLookMs ?? IDLE_LOOK_MS));
     if (this.inFlight.size === 0) {
+      // a backlog has just drained: its acknowledgements are written now, in one transaction (cheap
+      // per row), not after ackWriteDelayMs; a steady trickle (never a full batch) still rides on appends
+      if (this.drained && this.backlog) {
+        this.backlog = false;
+        this.acks.flush();
+      }
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
@@ -216,6 +225,7 @@ export class SyncLoop {
     for (;;) {
       const rows = this.store.takePending(limit, this.cursor);
       this.drained = rows.length < limit;
+      if (!this.drained) this.backlog = true;
       if (rows.length === 0 || this.acks.waitingRows === 0) return rows;
       const fresh = rows.filter((r) => !this.acks.has(r.seq));
       if (fresh.length > 0) return fresh;
