@@ -1,7 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import { parseConfig } from '../src/config/load.js';
 import { Daemon } from '../src/daemon.js';
 import { Store } from '../src/store/store.js';
@@ -10,7 +9,7 @@ import { makeTmp } from './helpers/tmp.js';
 import { Mosquitto, mosquittoForTests } from './helpers/mosquitto.js';
 import { FaultProxy } from './helpers/proxy.js';
 import { fill } from './helpers/stack.js';
-import { sqlValue } from './helpers/daemon-config.js';
+import { sqlValue, syncLogEvents } from './helpers/daemon-config.js';
 import { TIME_SCALE, waitFor } from './helpers/process.js';
 import { Watcher } from './helpers/watcher.js';
 import { renderTemplate } from './helpers/ha-template.js';
@@ -38,14 +37,6 @@ function daemonFor(name: string, url: string, extra: Record<string, unknown> = {
   return { db, config, daemon: new Daemon(config, silentLogger()) };
 }
 
-const events = (db: string, type: string) => {
-  const d = new Database(db, { readonly: true });
-  try {
-    return (d.prepare('SELECT details FROM sync_log WHERE event_type = ? ORDER BY id').pluck().all(type) as string[]).map((s) => JSON.parse(s) as Record<string, unknown>);
-  } finally {
-    d.close();
-  }
-};
 
 // The units Home Assistant accepts per sensor device class (home-assistant.io/integrations/sensor#device-class), for the classes we emit.
 const UNITS: Record<string, Array<string | undefined>> = {
@@ -272,7 +263,7 @@ describe('Home Assistant discovery', () => {
       expect(new Set(w.seen.map((s) => s.topic.split('/').slice(0, 3).join('/')))).toEqual(new Set(['ha/off/readings', 'ha/off/status', 'ha/off/cmd']));
       expect(w.on('reply/off')).toHaveLength(0);
       expect(subscriptions('edge-sensor-off')).toEqual([]);
-      expect(events(db, 'remote_command')).toHaveLength(0);
+      expect(syncLogEvents(db, 'remote_command')).toHaveLength(0);
     } finally {
       await daemon.stop();
       await w.stop();

@@ -1,27 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { parseConfig } from '../src/config/load.js';
 import { Daemon } from '../src/daemon.js';
 import { silentLogger } from '../src/util/logger.js';
 import { makeTmp } from './helpers/tmp.js';
 import { mosquittoForTests } from './helpers/mosquitto.js';
 import { waitFor } from './helpers/process.js';
-import { sqlValue } from './helpers/daemon-config.js';
+import { sqlValue, syncLogEvents } from './helpers/daemon-config.js';
 import { Watcher } from './helpers/watcher.js';
 
 const tmp = makeTmp();
 afterAll(tmp.cleanup);
 const mosq = mosquittoForTests(join(tmp.dir, 'mosq'));
 
-const events = (db: string, type: string) => {
-  const d = new Database(db, { readonly: true });
-  try {
-    return (d.prepare('SELECT details FROM sync_log WHERE event_type = ? ORDER BY id').pluck().all(type) as string[]).map((s) => JSON.parse(s) as Record<string, unknown>);
-  } finally {
-    d.close();
-  }
-};
 
 function start(name: string, control: Record<string, unknown> = {}, protocolVersion: 4 | 5 = 5) {
   const db = join(tmp.dir, `${name}.db`);
@@ -92,21 +83,21 @@ describe('remote commands over MQTT 5', () => {
     expect(await rq.ask('sync')).toMatchObject({ ok: true, result: { ok: false, reason: expect.stringMatching(/offline by choice/) } });
     expect(await rq.ask('online')).toEqual({ ok: true, verb: 'online', result: { link: 'online' } });
     await waitFor(() => JSON.parse(w.last('rc/cmd/status')!.text).mode === 'online', 5000, 'the online status at once');
-    const logged = events(d.db, 'remote_command');
+    const logged = syncLogEvents(d.db, 'remote_command');
     expect(logged.map((e) => e.verb)).toEqual(['ping', 'status', 'sync', 'requeue', 'record', 'record', 'offline', 'sync', 'online']);
     expect(logged.every((e) => e.replied === true)).toBe(true);
     expect(logged[5]).toMatchObject({ ok: false, error: expect.stringMatching(/amount/) });
   });
 
   it("runs Home Assistant's button and switch (plain payloads, no response topic)", async () => {
-    const before = events(d.db, 'remote_command').length;
+    const before = syncLogEvents(d.db, 'remote_command').length;
     await w.publish('rc/cmd/cmd/mode', 'offline');
     await waitFor(() => d.daemon.linkView() === 'offline-by-choice', 5000, 'offline by the switch');
     await w.publish('rc/cmd/cmd/mode', 'online');
     await waitFor(() => d.daemon.linkView() === 'online', 5000, 'online by the switch');
     await w.publish('rc/cmd/cmd/sync', 'PRESS');
-    await waitFor(() => events(d.db, 'remote_command').length === before + 3, 5000, 'three commands logged');
-    expect(events(d.db, 'remote_command').slice(before)).toEqual([
+    await waitFor(() => syncLogEvents(d.db, 'remote_command').length === before + 3, 5000, 'three commands logged');
+    expect(syncLogEvents(d.db, 'remote_command').slice(before)).toEqual([
       { verb: 'mode', ran: 'offline', ok: true, replied: false },
       { verb: 'mode', ran: 'online', ok: true, replied: false },
       { verb: 'sync', ok: true, replied: false },
@@ -123,7 +114,7 @@ describe('remote commands over MQTT 5', () => {
     expect(await rq.ask('status', 'x'.repeat(70_000))).toMatchObject({ ok: false, error: expect.stringMatching(/too large/) });
     // no response topic: nobody to answer; the refusal is in sync_log
     await w.publish('rc/cmd/cmd/frobnicate', '{}');
-    await waitFor(() => events(d.db, 'remote_command').some((e) => e.verb === 'frobnicate' && e.replied === false), 5000, 'the unanswerable command logged');
+    await waitFor(() => syncLogEvents(d.db, 'remote_command').some((e) => e.verb === 'frobnicate' && e.replied === false), 5000, 'the unanswerable command logged');
     // an empty payload is how a retained message is cleared: it never runs a command
     expect(await rq.ask('offline', '')).toMatchObject({ ok: false, error: expect.stringMatching(/^empty payload/) });
     expect(d.daemon.linkView()).toBe('online');
@@ -136,8 +127,8 @@ describe('remote commands over MQTT 5', () => {
     try {
       await w2.publish('rc/retained/cmd/record', JSON.stringify({ amount: 1 }), { retain: true });
       await r.daemon.start();
-      await waitFor(() => events(r.db, 'remote_command').length === 1, 10_000, 'the replayed command seen');
-      expect(events(r.db, 'remote_command')).toEqual([{ verb: 'record', ok: false, error: 'retained command ignored', replied: false }]);
+      await waitFor(() => syncLogEvents(r.db, 'remote_command').length === 1, 10_000, 'the replayed command seen');
+      expect(syncLogEvents(r.db, 'remote_command')).toEqual([{ verb: 'record', ok: false, error: 'retained command ignored', replied: false }]);
       expect(sqlValue(r.db, "SELECT count(*) FROM transactions WHERE sensor = 'manual'")).toBe(0);
     } finally {
       await w2.client.publishAsync('rc/retained/cmd/record', Buffer.alloc(0), { retain: true, qos: 1 });
@@ -166,8 +157,8 @@ describe('a flood of commands', () => {
       await d.daemon.stop();
       await w.stop();
     }
-    expect(events(d.db, 'remote_command')).toHaveLength(3);
-    expect(events(d.db, 'remote_commands_refused')).toEqual([{ count: 37, reason: 'rate limited' }]);
+    expect(syncLogEvents(d.db, 'remote_command')).toHaveLength(3);
+    expect(syncLogEvents(d.db, 'remote_commands_refused')).toEqual([{ count: 37, reason: 'rate limited' }]);
   });
 });
 
@@ -182,7 +173,7 @@ describe('MQTT 3.1.1', () => {
       await waitFor(() => d.daemon.linkView() === 'offline-by-choice', 5000, 'offline by command');
       await w.publish('rc/v4/cmd/online', '{}');
       await waitFor(() => d.daemon.linkView() === 'online', 5000, 'online by command');
-      expect(events(d.db, 'remote_command')).toEqual([
+      expect(syncLogEvents(d.db, 'remote_command')).toEqual([
         { verb: 'offline', ok: true, replied: false },
         { verb: 'online', ok: true, replied: false },
       ]);

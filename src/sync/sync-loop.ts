@@ -107,6 +107,8 @@ export class SyncLoop {
   private pumpScheduled = false;
   /** the last look found fewer rows than it asked for: an acknowledgement alone brings nothing new to take */
   private drained = false;
+  /** a take found a full batch since the loop was last idle: more was pending than one round sends */
+  private backlog = false;
   /** acknowledged rows until they are written down (with the next append, or alone) */
   readonly acks: AckBook;
   private idleWaiters: Array<() => void> = [];
@@ -150,9 +152,6 @@ export class SyncLoop {
     this.paused = paused;
     if (!paused) this.pump();
   }
-
-  /** a take found a full batch since the loop was last idle: more was pending than one round sends */
-  private backlog = false;
 
   /**
    * Fills the in-flight window with the oldest pending rows. Synchronous and re-entrant-safe.

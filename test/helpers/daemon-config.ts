@@ -25,3 +25,13 @@ export function sqlValue(db: string, sql: string): number {
     d.close();
   }
 }
+
+/** The details of every sync_log event of one type, oldest first (read-only, beside the daemon). */
+export function syncLogEvents(db: string, type: string): Array<Record<string, unknown>> {
+  const d = new Database(db, { readonly: true });
+  try {
+    return (d.prepare('SELECT details FROM sync_log WHERE event_type = ? ORDER BY id').pluck().all(type) as string[]).map((s) => JSON.parse(s) as Record<string, unknown>);
+  } finally {
+    d.close();
+  }
+}
