@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Store } from '../src/store/store.js';
 import { StoreOpenError, APPLICATION_ID } from '../src/store/database.js';
-import { MIGRATIONS, SCHEMA_VERSION } from '../src/store/migrations.js';
+import { MIGRATIONS, REBUILD_MAX_ROWS, SCHEMA_VERSION } from '../src/store/migrations.js';
+import { prepareTakePending } from '../src/store/statements.js';
 import { uuidv7, uuidv7Time } from '../src/util/uuidv7.js';
 import { makeTmp } from './helpers/tmp.js';
 
@@ -72,13 +73,17 @@ describe('store', () => {
   it('finds pending rows through the partial index, not by scanning the table', () => {
     const s = new Store(dbPath());
     // the store's own statement, as the sync loop runs it
-    const sql = (s as unknown as { stmts: { takePending: { source: string } } }).stmts.takePending.source;
-    expect(sql).toMatch(/FROM transactions WHERE .*synced = 0/s);
-    const plan = s.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(0, 10) as Array<{ detail: string }>;
+    const sql = prepareTakePending(s.db, 500).source;
+    expect(sql).toMatch(/FROM transactions WHERE .*synced = 0.*LIMIT 500$/s);
+    const plan = s.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(0) as Array<{ detail: string }>;
     const details = plan.map((p) => p.detail).join(' | ');
     expect(details).toMatch(/USING INDEX transactions_pending/);
     expect(details).not.toMatch(/SCAN transactions(?! USING)/);
     expect(details).not.toMatch(/TEMP B-TREE/); // no sort: the index gives seq order
+    expect(() => prepareTakePending(s.db, 1.5)).toThrow(RangeError);
+    // requeue by id goes through the parked index (ids are not indexed since schema 4)
+    const requeuePlan = s.db.prepare("EXPLAIN QUERY PLAN UPDATE transactions SET parked_at = NULL WHERE parked_at IS NOT NULL AND id = 'x' AND synced = 0").all() as Array<{ detail: string }>;
+    expect(requeuePlan.map((p) => p.detail).join(' | ')).toMatch(/USING INDEX transactions_parked/);
     s.close();
   });
 
@@ -136,6 +141,63 @@ describe('store', () => {
     expect(s.db.prepare("SELECT name FROM sqlite_master WHERE name = 'dropped'").pluck().get()).toBe('dropped');
     expect(s.takePending(10).map((r) => r.id)).toEqual(['a']);
     expect(s.append([r(2)]).firstSeq).toBe(2);
+    s.close();
+  });
+
+  /** a version-3 database (ids as the primary key), as the releases before schema 4 wrote it */
+  function v3Database(rows: number): string {
+    const path = dbPath();
+    const d = new Database(path);
+    d.pragma('auto_vacuum = INCREMENTAL');
+    d.pragma(`application_id = ${APPLICATION_ID}`);
+    d.pragma('journal_mode = WAL');
+    d.transaction(() => {
+      for (let v = 0; v < 3; v++) MIGRATIONS[v](d);
+      d.pragma('user_version = 3');
+      const ins = d.prepare('INSERT INTO transactions (rowid, id, timestamp, amount, sensor, unit, seq, synced, sync_timestamp, parked_at, park_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+      for (let seq = 1; seq <= rows; seq++) {
+        const parked = seq === 2 ? '2026-01-01T00:00:02.000Z' : null;
+        ins.run(seq, uuidv7(1_767_225_600_000 + seq), '2026-01-01T00:00:00.000Z', seq / 2, 's', 'C', seq, seq === 1 ? 1 : 0, seq === 1 ? '2026-01-01T00:00:01.000Z' : null, parked, parked && 'too large');
+      }
+    })();
+    d.close();
+    return path;
+  }
+  const idIndexes = (db: Database.Database) => db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'sqlite_autoindex_transactions%'").pluck().get();
+
+  it('migrates 3 -> 4: the table copied without the id index, every row and its state kept', () => {
+    const path = v3Database(5);
+    const before = new Database(path, { readonly: true });
+    const rowsBefore = before.prepare('SELECT * FROM transactions ORDER BY rowid').all();
+    expect(idIndexes(before)).toBe(1);
+    before.close();
+    const s = new Store(path);
+    expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(idIndexes(s.db)).toBe(0);
+    expect(s.db.prepare('SELECT * FROM transactions ORDER BY rowid').all()).toEqual(rowsBefore);
+    expect(s.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'transactions' ORDER BY name").pluck().all()).toEqual(['transactions_parked', 'transactions_pending']);
+    expect(s.stats()).toMatchObject({ pending: 3, parked: 1 });
+    expect(s.takePending(10).map((x) => x.seq)).toEqual([3, 4, 5]);
+    expect(s.parkedByReason()).toEqual([{ reason: 'too large', rows: 1, firstSeq: 2, lastSeq: 2 }]);
+    const parkedId = (rowsBefore[1] as { id: string }).id;
+    expect(s.requeue([parkedId])).toBe(1);
+    expect(s.append([r(6)]).firstSeq).toBe(6);
+    expect(s.db.pragma('integrity_check', { simple: true })).toBe('ok');
+    s.close();
+    // a new database has the same shape
+    const fresh = new Store(dbPath());
+    expect(idIndexes(fresh.db)).toBe(0);
+    expect(fresh.db.pragma('page_size', { simple: true })).toBe(1024);
+    fresh.close();
+  });
+
+  it('migrates 3 -> 4 without copying a table too large to copy quickly: the id index stays, everything works', () => {
+    const path = v3Database(REBUILD_MAX_ROWS + 1);
+    const s = new Store(path);
+    expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(idIndexes(s.db)).toBe(1);
+    expect(s.countPending()).toBe(REBUILD_MAX_ROWS - 1);
+    expect(s.append([r(1)]).firstSeq).toBe(REBUILD_MAX_ROWS + 2);
     s.close();
   });
 

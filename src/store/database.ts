@@ -33,10 +33,10 @@ export class StoreOpenError extends Error {
 export const PAGE_CACHE_KIB = -2000;
 
 /**
- * The page size of new databases. 1 KiB halved the bytes written per reading at 10 sensors, but cost
- * the drain a quarter of its speed (below its bar): kept at SQLite's 4096 (docs/benchmarks.md).
+ * The page size of new databases: a commit of a few readings rewrites a few small pages, not a few
+ * 4 KB ones (SD-card writes). Affordable for the drain once ids lost their index (docs/benchmarks.md).
  */
-export const NEW_PAGE_SIZE = 4096;
+export const NEW_PAGE_SIZE = 1024;
 
 export interface OpenOptions {
   synchronous?: 'FULL' | 'NORMAL';

@@ -2,6 +2,19 @@ import type { SqliteDb } from './database.js';
 
 const PENDING = 'synced = 0 AND parked_at IS NULL';
 
+/**
+ * The oldest pending rows after a seq, with the limit written into the statement: SQLite
+ * (with STAT4, as better-sqlite3 builds it) prepares a statement again each time a new value is
+ * bound to a LIMIT parameter, which was a few per cent of a device's CPU (docs/benchmarks.md).
+ */
+export function prepareTakePending(db: SqliteDb, limit: number) {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, not ${limit}`);
+  return db.prepare(
+    `SELECT id, seq, timestamp AS ts, sensor, amount AS value, unit, description, flags
+     FROM transactions WHERE ${PENDING} AND seq > ? ORDER BY seq LIMIT ${limit}`,
+  );
+}
+
 /** Every statement the Store runs, prepared once per connection. */
 export function prepareStatements(db: SqliteDb) {
   return {
@@ -9,10 +22,6 @@ export function prepareStatements(db: SqliteDb) {
     insert: db.prepare(
       `INSERT INTO transactions (rowid, id, timestamp, amount, description, sensor, unit, seq, flags)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    takePending: db.prepare(
-      `SELECT id, seq, timestamp AS ts, sensor, amount AS value, unit, description, flags
-       FROM transactions WHERE ${PENDING} AND seq > ? ORDER BY seq LIMIT ?`,
     ),
     // one statement per batch, the seqs as a JSON array, not one call per row (docs/benchmarks.md, "Drain")
     markSynced: db.prepare(`UPDATE transactions SET synced = 1, sync_timestamp = ? WHERE rowid IN (SELECT value FROM json_each(?)) AND synced = 0`),
@@ -25,7 +34,8 @@ export function prepareStatements(db: SqliteDb) {
     ),
     park: db.prepare(`UPDATE transactions SET retry_count = retry_count + 1, reject_count = reject_count + 1, parked_at = ?, park_reason = ? WHERE rowid = ? AND ${PENDING}`),
     requeueAll: db.prepare(`UPDATE transactions SET parked_at = NULL, park_reason = NULL, reject_count = 0 WHERE parked_at IS NOT NULL AND synced = 0`),
-    requeueId: db.prepare(`UPDATE transactions SET parked_at = NULL, park_reason = NULL, reject_count = 0 WHERE id = ? AND parked_at IS NOT NULL AND synced = 0`),
+    // through the parked index: ids are not indexed (migration 3 -> 4)
+    requeueId: db.prepare(`UPDATE transactions SET parked_at = NULL, park_reason = NULL, reject_count = 0 WHERE parked_at IS NOT NULL AND id = ? AND synced = 0`),
     parkedByReason: db.prepare(
       `SELECT coalesce(park_reason, 'refused by the broker') AS reason, count(*) AS rows, min(seq) AS firstSeq, max(seq) AS lastSeq
        FROM transactions WHERE parked_at IS NOT NULL GROUP BY 1 ORDER BY 3`,

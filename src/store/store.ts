@@ -3,7 +3,7 @@ import type Database from 'better-sqlite3';
 import { uuidv7 } from '../util/uuidv7.js';
 import { corruptError, isCorruption, openDatabase, type OpenOptions, type SqliteDb } from './database.js';
 import type { NewReading, Tick } from '../sensors/reading.js';
-import { prepareStatements } from './statements.js';
+import { prepareStatements, prepareTakePending } from './statements.js';
 
 /** A stored reading that has not been acknowledged yet, as the sync loop sees it. */
 export interface PendingRow {
@@ -59,6 +59,7 @@ export interface SyncLogEntry {
 export class Store {
   readonly db: SqliteDb;
   private readonly stmts: ReturnType<typeof prepareStatements>;
+  private readonly takeByLimit = new Map<number, Database.Statement>();
   private readonly appendTx: Database.Transaction<(ticks: readonly Tick[], acks: AckWrite | undefined, at: string) => AppendResult>;
 
   /** seq never goes below this: set when a damaged database was replaced, so seq stays monotonic */
@@ -121,7 +122,14 @@ export class Store {
 
   /** The oldest pending rows with seq > afterSeq, oldest first (through the partial index). */
   takePending(limit: number, afterSeq = 0): PendingRow[] {
-    return this.stmts.takePending.all(afterSeq, limit) as PendingRow[];
+    let st = this.takeByLimit.get(limit);
+    if (!st) {
+      // a few distinct limits in practice (the batch size, the split sizes): bounded all the same
+      if (this.takeByLimit.size >= 16) this.takeByLimit.clear();
+      st = prepareTakePending(this.db, limit);
+      this.takeByLimit.set(limit, st);
+    }
+    return st.all(afterSeq) as PendingRow[];
   }
 
   /** Acknowledged by the broker: synced in one transaction, with the running total. */
