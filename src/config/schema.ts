@@ -255,7 +255,7 @@ export const configSchema = z
     retention: z
       .strictObject({
         syncedMaxAge: duration('retention.syncedMaxAge', 0, 10 * YEAR_MS).default(3 * 86_400_000).describe('Synced rows are deleted once they were synced this long ago (at most 10 years), and with `sync.endToEnd` only once the collector confirmed them stored. Pending and parked rows are never deleted by age.'),
-        pruneIntervalMs: int(1000, 86_400_000).default(60_000).describe('How often the deletion by age runs.'),
+        pruneIntervalMs: int(1000, 86_400_000).default(600_000).describe('How often the deletion by age runs (each pass is a commit: every 10 minutes writes fewer pages than every minute, and keeps at most 10 minutes more).'),
         syncLogMaxRows: int(100, 10_000_000).default(10_000).describe('Newest `sync_log` events kept.'),
         /** the database file plus its WAL never grows past this (0: no cap) */
         maxDatabaseBytes: size('retention.maxDatabaseBytes', 1_000_000, 2 ** 50).default(1024 ** 3).describe('Cap for the database file plus its WAL (0: none, else at least 1 MB). Past it synced rows are deleted first (oldest first, whatever their age), then `onFull` decides.'),
