@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mountTmpfs, tmpfsUnavailable, unmount } from './faults/lib/mounts.js';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Store } from '../src/store/store.js';
@@ -189,6 +190,27 @@ describe('store', () => {
     expect(idIndexes(fresh.db)).toBe(0);
     expect(fresh.db.pragma('page_size', { simple: true })).toBe(1024);
     fresh.close();
+  });
+
+  it.skipIf(tmpfsUnavailable())('migrates 3 -> 4 without copying when the disk has no room for a copy: the id index stays, the store opens', () => {
+    const dir = join(tmp.dir, 'small-fs');
+    mkdirSync(dir);
+    const made = v3Database(20_000);
+    const size = statSync(made).size + (statSync(made + '-wal', { throwIfNoEntry: false })?.size ?? 0);
+    // room for the file and a little more, not for a copy of it
+    mountTmpfs(dir, Math.ceil((size + 1024 * 1024) / 4096) * 4096);
+    try {
+      const path = join(dir, 'full.db');
+      copyFileSync(made, path);
+      if (existsSync(made + '-wal')) copyFileSync(made + '-wal', path + '-wal');
+      const s = new Store(path);
+      expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      expect(idIndexes(s.db)).toBe(1);
+      expect(s.countPending()).toBe(19_999 - 1);
+      s.close();
+    } finally {
+      unmount(dir);
+    }
   });
 
   it('migrates 3 -> 4 without copying a table too large to copy quickly: the id index stays, everything works', () => {

@@ -1,3 +1,5 @@
+import { statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 
 /**
@@ -66,7 +68,7 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
   // the table's size again in free space and holds the start-up back.
   (db) => {
     const rows = db.prepare('SELECT count(*) FROM transactions').pluck().get() as number;
-    if (rows > REBUILD_MAX_ROWS) return;
+    if (rows > REBUILD_MAX_ROWS || !roomToCopy(db)) return;
     db.exec(`
       CREATE TABLE transactions_v4 (
         id             TEXT NOT NULL,             -- UUIDv7, time-ordered
@@ -96,5 +98,15 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
 
 /** Migration 3 -> 4 copies tables up to this many rows (about 15 MB, seconds on a Pi). */
 export const REBUILD_MAX_ROWS = 100_000;
+
+/**
+ * Free space for a copy of the whole file and its WAL frames, and 1 MB besides: a device whose
+ * disk is nearly full starts with its old table rather than not at all.
+ */
+function roomToCopy(db: Database.Database): boolean {
+  const fileBytes = (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number);
+  const fs = statfsSync(dirname(db.name));
+  return fs.bavail * fs.bsize >= 2 * fileBytes + 1024 * 1024;
+}
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
