@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { mountTmpfs, tmpfsUnavailable, unmount } from './faults/lib/mounts.js';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Store } from '../src/store/store.js';
@@ -9,6 +8,7 @@ import { MIGRATIONS, REBUILD_MAX_ROWS, SCHEMA_VERSION } from '../src/store/migra
 import { prepareTakePending } from '../src/store/statements.js';
 import { uuidv7, uuidv7Time } from '../src/util/uuidv7.js';
 import { makeTmp } from './helpers/tmp.js';
+import { mountTmpfs, tmpfsUnavailable, unmount } from './faults/lib/mounts.js';
 
 const tmp = makeTmp();
 afterAll(tmp.cleanup);
