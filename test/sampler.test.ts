@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Sampler, type ReadingSink } from '../src/sampler/sampler.js';
 import { periodicSeconds } from '../src/sampler/periodic-clock.js';
 import { Store } from '../src/store/store.js';
@@ -242,5 +243,44 @@ describe('periodicSeconds', () => {
     expect(periodicSeconds('0 * * * * *')).toBeUndefined();
     expect(periodicSeconds('*/5 * 9-17 * * *')).toBeUndefined();
     expect(periodicSeconds('*/0 * * * * *')).toBeUndefined();
+  });
+});
+
+describe('node-cron is loaded only for schedules the periodic clock cannot run', () => {
+  // in a process of its own: the test runner's module cache is shared between test files
+  const probe = (schedules: string[]) => {
+    const script = `
+      import { createRequire, register } from 'node:module';
+      import { MessageChannel } from 'node:worker_threads';
+      // an import goes through the loader's hooks, a require() into require.cache: both are watched
+      const seen = [];
+      const { port1, port2 } = new MessageChannel();
+      port1.on('message', (url) => seen.push(url));
+      port1.unref();
+      const hooks = 'let port; export function initialize(d) { port = d.port; } export async function load(url, context, next) { if (url.includes("node-cron")) port.postMessage(url); return next(url, context); }';
+      register('data:text/javascript,' + encodeURIComponent(hooks), { data: { port: port2 }, transferList: [port2] });
+      const { configSchema } = await import(${JSON.stringify(new URL('../dist/config/schema.js', import.meta.url).href)});
+      const { Sampler } = await import(${JSON.stringify(new URL('../dist/sampler/sampler.js', import.meta.url).href)});
+      const { SimulatedSensor } = await import(${JSON.stringify(new URL('../dist/sensors/simulated.js', import.meta.url).href)});
+      const { silentLogger } = await import(${JSON.stringify(new URL('../dist/util/logger.js', import.meta.url).href)});
+      const schedules = ${JSON.stringify(schedules)};
+      const parsed = configSchema.safeParse({ device: { id: 'd' }, sensors: schedules.map((schedule, i) => ({ type: 'simulated', name: 's' + i, schedule })) });
+      const s = new Sampler(schedules.map((schedule, i) => ({ sensor: new SimulatedSensor({ name: 's' + i, unit: 'C', count: 1, min: 0, max: 1, step: 1, seed: 1 }), schedule })), { appendTicks() {} }, silentLogger(), { readTimeoutMs: 1000, clockFloorMs: 0 });
+      s.start();
+      await s.stop();
+      await new Promise((r) => setImmediate(r));
+      const loaded = seen.length > 0 || Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('node-cron'));
+      console.log(JSON.stringify({ valid: parsed.success, loaded }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { valid: boolean; loaded: boolean };
+  };
+
+  it('every-N-seconds schedules validate and run without it', () => {
+    expect(probe(['*/5 * * * * *', '* * * * * *'])).toEqual({ valid: true, loaded: false });
+  });
+
+  it('any other schedule loads it, to validate and to run', () => {
+    expect(probe(['*/5 * * * * *', '0 */2 * * * *'])).toEqual({ valid: true, loaded: true });
   });
 });

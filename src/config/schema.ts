@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import cron from 'node-cron';
+import { validSchedule } from '../sampler/cron.js';
 import { parseDuration, parseSize } from '../util/duration.js';
 import { SENSOR_NAME, SENSOR_NAME_RULE, UNIT_MAX_CHARS } from '../sensors/reading.js';
 import { redactUrl, usesTls } from '../util/url.js';
@@ -61,7 +61,7 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min
 /** A file path: no NUL (the file system cannot take one), no longer than PATH_MAX. */
 const filePath = () => z.string().min(1).max(4096).refine((s) => !s.includes('\u0000'), 'expected a path without NUL characters');
 
-const schedule = z.string().refine((s) => cron.validate(s), {
+const schedule = z.string().refine((s) => validSchedule(s), {
   message: 'expected a cron expression with 5 or 6 fields, e.g. "*/5 * * * * *" (every 5 seconds)',
 }).describe('When to read: a node-cron expression of 5 fields, or 6 starting with seconds (`"*/5 * * * * *"` is every 5 s). Every-N-seconds schedules (N dividing 60) share one clock, so sensors due in the same second share one wake-up and one transaction.');
 

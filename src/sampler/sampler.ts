@@ -1,8 +1,9 @@
-import cron, { type ScheduledTask } from 'node-cron';
+import type { ScheduledTask } from 'node-cron';
 import type { Logger } from '../util/logger.js';
 import type { Sensor } from '../sensors/index.js';
 import { FLAG_CLOCK_SUSPECT, type NewReading, type Tick } from '../sensors/reading.js';
 import { PeriodicClock, periodicSeconds, type PeriodicEntry } from './periodic-clock.js';
+import { nodeCron } from './cron.js';
 import { firstThenEvery, Repeating } from '../util/log-throttle.js';
 
 /** Where the sampler puts readings: the store's append (through the storage keeper, which may refuse them). */
@@ -88,7 +89,7 @@ export class Sampler {
         periodic.push({ period, fire: () => void this.tick(sensor), sensor: sensor.name });
         continue;
       }
-      const task = cron.schedule(schedule, () => this.tick(sensor), { name: sensor.name, noOverlap: true, logger: cronLogger });
+      const task = nodeCron().schedule(schedule, () => this.tick(sensor), { name: sensor.name, noOverlap: true, logger: cronLogger });
       task.on('execution:overlap', () => {
         this.stats.sensors[sensor.name].skipped++;
       });
