@@ -333,6 +333,7 @@ try {
     }
     if (has('sim10')) R.steady.unpinned = flat(s.sim10);
     if (has('naive-pinned')) R.steady.naive = flat(s['naive-pinned']);
+    if (has('floor-pinned')) R.steady.node_floor = flat(s['floor-pinned']);
     if (has('default')) {
       R.steady.default_sensors = flat(s.default);
       // what the issue's targets name: the default sensors and config, one core
@@ -448,6 +449,7 @@ function table(r) {
     const opt = (sec, f) => sec && f(sec);
     if (st.cpu_us_per_reading !== undefined) row('steady CPU per reading, µs (10 sensors at 1 Hz, one core)', n1(st.cpu_us_per_reading), rng(st, 'cpu_us_per_reading', n1), cdv !== undefined ? `collectd ${n1(cdv)}/value` : `collectd: ${cd.skipped ?? '-'}`, cdv !== undefined ? (st.cpu_us_per_reading / cdv).toFixed(2) : '', '<= 2', t('CPU per reading')?.met);
     opt(st.naive, (x) => row('  naive writer (a transaction per reading), µs', n1(x.cpu_us_per_reading), rng(x, 'cpu_us_per_reading', n1), '', '', '', undefined));
+    opt(st.node_floor, (x) => row('  Node.js floor (the same durable work and nothing else: node-floor.mjs), µs', n1(x.cpu_us_per_reading), rng(x, 'cpu_us_per_reading', n1), cdv !== undefined ? `collectd ${n1(cdv)}/value` : '', cdv !== undefined ? (x.cpu_us_per_reading / cdv).toFixed(2) : '', '', undefined));
     opt(st.unpinned, (x) => row('  unpinned, µs', n1(x.cpu_us_per_reading), rng(x, 'cpu_us_per_reading', n1), '', '', '', undefined));
     opt(st.sync_10s_pinned, (x) => row('  sync.intervalMs 10000 (one sync round per 10 s), one core, µs', n1(x.cpu_us_per_reading), rng(x, 'cpu_us_per_reading', n1), `${n0(x.disk_bytes_per_reading)} B/reading on disk`, '', '', undefined));
     opt(st.sim100_pinned, (x) => row('  100 readings/s (10 sensors × 10 values), one core, µs', n1(x.cpu_us_per_reading), rng(x, 'cpu_us_per_reading', n1), '', '', '', undefined));

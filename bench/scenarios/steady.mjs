@@ -1,13 +1,13 @@
 // Steady state, all contenders side by side for the same window: the daemon with the default
 // sensors (idle RSS, CPU and disk per reading; pinned to core 0), the daemon with 10 simulated
-// sensors at 1 Hz (pinned to core 0 and unpinned), the naive writer with the same 10 sensors (pinned), and
-// collectd (pinned) where it is installed. Each contender runs in 3 copies: the median is reported.
+// sensors at 1 Hz (pinned to core 0 and unpinned), the naive writer with the same 10 sensors (pinned),
+// the Node.js floor (the same durable work and nothing else, pinned) and collectd (pinned) where it is installed. Each contender runs in 3 copies: the median is reported.
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { daemonConfig, startDaemon, DEFAULT_SENSORS, simSensors, TOPIC_PREFIX } from '../lib/daemon.mjs';
+import { daemonConfig, daemonNodeFlags, startDaemon, DEFAULT_SENSORS, simSensors, TOPIC_PREFIX } from '../lib/daemon.mjs';
 import { ROOT, threadCpuUs, memMb, writeBytes, spawnNode, stopChild, sleep, summarize } from '../lib/util.mjs';
 
 function maxSeq(db) {
@@ -153,6 +153,9 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
     daemon('sim25-pinned', `sim25p-${i}`, simSensors(5, { count: 5 }), 0);
     const ndb = join(dir, `naive-${i}.db`);
     add('naive-pinned', `naive-${i}`, () => spawnNode([join(ROOT, 'bench/reference/naive-writer.mjs'), ndb, url, `${TOPIC_PREFIX}/naive-${i}/readings`, '10'], { pin: 0 }), () => maxSeq(ndb));
+    // the same durable work with nothing else around it, under the daemon's node flags: what Node.js itself costs
+    const fdb = join(dir, `floor-${i}.db`);
+    add('floor-pinned', `floor-${i}`, () => spawnNode([join(ROOT, 'bench/reference/node-floor.mjs'), fdb, url, `${TOPIC_PREFIX}/floor-${i}/readings`, '10'], { pin: 0, nodeFlags: daemonNodeFlags() }), () => maxSeq(fdb));
     if (cc) add('collectd-pinned', `cd${i}`, () => startCollectd(join(dir, `collectd-${i}`), `cd${i}`, ctx.broker.port, 0), () => cc.get(`cd${i}`).messages);
   }
   await sleep(warmupMs);
