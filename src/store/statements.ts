@@ -19,6 +19,8 @@ export function prepareTakePending(db: SqliteDb, limit: number) {
 export function prepareStatements(db: SqliteDb) {
   return {
     maxSeq: db.prepare('SELECT max(rowid) AS m FROM transactions'),
+    // the newest seq and the floor in one statement: it runs in every append's transaction
+    seqAndFloor: db.prepare(`SELECT (SELECT max(rowid) FROM transactions) AS m, (SELECT value FROM config WHERE key = 'seq_floor') AS floor`),
     insert: db.prepare(
       `INSERT INTO transactions (rowid, id, timestamp, amount, description, sensor, unit, seq, flags)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -102,9 +102,9 @@ export class Store {
    * the database each time because another writer (a CLI `record`) may have moved it.
    */
   private nextSeq(): number {
-    const floor = Number((this.stmts.getConfig.get('seq_floor') as { value: string | null } | undefined)?.value ?? 0);
-    this.seqFloor = Math.max(this.seqFloor, floor);
-    return Math.max((this.stmts.maxSeq.get() as { m: number | null }).m ?? 0, this.seqFloor) + 1;
+    const r = this.stmts.seqAndFloor.get() as { m: number | null; floor: string | null };
+    this.seqFloor = Math.max(this.seqFloor, Number(r.floor ?? 0));
+    return Math.max(r.m ?? 0, this.seqFloor) + 1;
   }
 
   /** Stores the readings of one sampling tick in one transaction. They are safe when this returns. */
