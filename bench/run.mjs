@@ -334,6 +334,7 @@ try {
     if (has('sim10')) R.steady.unpinned = flat(s.sim10);
     if (has('naive-pinned')) R.steady.naive = flat(s['naive-pinned']);
     if (has('floor-pinned')) R.steady.node_floor = flat(s['floor-pinned']);
+    if (has('floor-default-pinned')) R.steady.node_floor_default = flat(s['floor-default-pinned']);
     if (has('default')) {
       R.steady.default_sensors = flat(s.default);
       // what the issue's targets name: the default sensors and config, one core
@@ -460,6 +461,7 @@ function table(r) {
     opt(st.default_sensors, (x) => {
       row('idle CPU per second, ms (default sensors and config, one core)', n1(st.cpu_ms_per_s_default), rng(st, 'cpu_ms_per_s_default', (v) => n1(v)), typeof cd.cpu_us_per_s === 'number' ? `collectd ${n1(cd.cpu_us_per_s / 1000)}` : '', '', '<= 0.5', t('CPU per second, default')?.met);
       row('  default sensors, µs per reading', n1(x.cpu_us_per_reading), rng(x, 'cpu_us_per_reading', n1), '', '', '', undefined);
+      opt(st.node_floor_default, (f) => row('  Node.js floor at the same pace (a reading every 5 s and nothing else: node-floor.mjs), ms', n1(f.cpu_us_per_s / 1000), `${n1(f.min.cpu_us_per_s / 1000)}–${n1(f.max.cpu_us_per_s / 1000)}`, '', '', '', undefined));
     });
     if (st.disk_bytes_per_reading !== undefined) row('steady disk writes per reading, bytes (10 sensors at 1 Hz)', n0(st.disk_bytes_per_reading), rng(st, 'disk_bytes_per_reading'), st.naive ? `naive ${n0(st.naive.disk_bytes_per_reading)}` : '', st.naive ? (st.disk_bytes_per_reading / st.naive.disk_bytes_per_reading).toFixed(2) : '', '<= 2500', t('disk bytes per reading, 10 sensors')?.met);
     if (st.wal_frames_per_reading !== undefined) row('  WAL frames (page writes) per reading', n1(st.wal_frames_per_reading), rng(st, 'wal_frames_per_reading', n1), '', '', '', undefined);

@@ -1,15 +1,16 @@
 // The floor of the steady state in Node.js: the least a Node.js process can do for the same durable
-// work as the daemon with SENSORS sensors at 1 Hz. One timer a second; the tick's readings (ids,
+// work as the daemon with SENSORS sensors every PERIOD seconds (default 1). One timer a tick; the tick's readings (ids,
 // timestamps, a random walk) and the marks of acknowledged rows in one transaction (synchronous=FULL);
 // the pending rows published in one QoS 1 message; their seqs noted on PUBACK for the next commit;
 // synced rows older than a minute deleted every 10 s. No checks, no logs, no status, no recovery:
 // what is left of the daemon's CPU once everything that is not this loop is taken away.
-// usage: node node-floor.mjs DB URL TOPIC SENSORS      (runs until SIGTERM)
+// usage: node node-floor.mjs DB URL TOPIC SENSORS [PERIOD]      (runs until SIGTERM)
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { dist } from '../lib/util.mjs';
 
-const [dbPath, url, topic, sensorsArg = '10'] = process.argv.slice(2);
+const [dbPath, url, topic, sensorsArg = '10', periodArg = '1'] = process.argv.slice(2);
+const periodMs = Number(periodArg) * 1000;
 const { Store } = await dist('store/store.js');
 const { uuidv7 } = await dist('util/uuidv7.js');
 new Store(dbPath, { synchronous: 'FULL', create: true }).close(); // the daemon's schema and pragmas
@@ -43,7 +44,7 @@ const commit = db.transaction((tsMs, ts) => {
     seq++;
     insert.run(seq, uuidv7(tsMs), ts, Math.round(values[i] * 1000) / 1000, `sim-${i}`, '°C', seq);
   }
-  if (++ticks % 10 === 0) prune.run(seq - 60 * values.length);
+  if (++ticks % 10 === 0) prune.run(seq - Math.ceil(60_000 / periodMs) * values.length);
 });
 
 function tick() {
@@ -59,9 +60,9 @@ function tick() {
       });
     }
   }
-  setTimeout(tick, 1000 - (Date.now() % 1000));
+  setTimeout(tick, periodMs - (Date.now() % periodMs));
 }
-setTimeout(tick, 1000 - (Date.now() % 1000));
+setTimeout(tick, periodMs - (Date.now() % periodMs));
 process.on('SIGTERM', () => {
   client.end(true);
   db.close();

@@ -156,6 +156,9 @@ export async function steadyPhase(ctx, { warmupMs, windowMs, copies = 3 }) {
     // the same durable work with nothing else around it, under the daemon's node flags: what Node.js itself costs
     const fdb = join(dir, `floor-${i}.db`);
     add('floor-pinned', `floor-${i}`, () => spawnNode([join(ROOT, 'bench/reference/node-floor.mjs'), fdb, url, `${TOPIC_PREFIX}/floor-${i}/readings`, '10'], { pin: 0, nodeFlags: daemonNodeFlags() }), () => maxSeq(fdb));
+    // the same at the default sensors' pace (a reading every 5 s): what an idle Node.js process costs
+    const fddb = join(dir, `floor-default-${i}.db`);
+    add('floor-default-pinned', `floor-default-${i}`, () => spawnNode([join(ROOT, 'bench/reference/node-floor.mjs'), fddb, url, `${TOPIC_PREFIX}/floor-default-${i}/readings`, '1', '5'], { pin: 0, nodeFlags: daemonNodeFlags() }), () => maxSeq(fddb));
     if (cc) add('collectd-pinned', `cd${i}`, () => startCollectd(join(dir, `collectd-${i}`), `cd${i}`, ctx.broker.port, 0), () => cc.get(`cd${i}`).messages);
   }
   await sleep(warmupMs);
