@@ -1,7 +1,8 @@
 // Steady state, all contenders side by side for the same window: the daemon with the default
 // sensors (idle RSS, CPU and disk per reading; pinned to core 0), the daemon with 10 simulated
 // sensors at 1 Hz (pinned to core 0 and unpinned), the naive writer with the same 10 sensors (pinned),
-// the Node.js floor (the same durable work and nothing else, pinned) and collectd (pinned) where it is installed. Each contender runs in 3 copies: the median is reported.
+// the Node.js floor (the same durable work and nothing else, pinned) and collectd (pinned) where it
+// is installed. Each contender runs in 3 copies: the median is reported.
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';

@@ -6,7 +6,7 @@ let loaded: typeof NodeCron | undefined;
 
 /**
  * node-cron, loaded on first use: the usual schedules ("every N seconds") run on the PeriodicClock
- * and never need it, and loading it costs a device a few MB of memory (docs/benchmarks.md, "Memory").
+ * and never need it, and loading it costs a device a few MB of memory (docs/benchmarks.md, "Idle RSS").
  */
 export function nodeCron(): typeof NodeCron {
   loaded ??= createRequire(import.meta.url)('node-cron') as typeof NodeCron;
