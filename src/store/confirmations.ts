@@ -24,7 +24,6 @@ export class Confirmations {
     const db = store.db;
     this.q = {
       // from the newest row backwards: stops at the first synced one (usually the newest few)
-      maxSeq: db.prepare('SELECT max(rowid) FROM transactions').pluck(),
       highestSynced: db.prepare('SELECT rowid FROM transactions WHERE synced = 1 ORDER BY rowid DESC LIMIT 1').pluck(),
       unconfirmed: db.prepare('SELECT count(*) FROM transactions WHERE rowid > ? AND synced = 1').pluck(),
       syncedIn: db.prepare('SELECT rowid FROM transactions WHERE rowid BETWEEN ? AND ? AND synced = 1 ORDER BY rowid LIMIT ?').pluck(),
@@ -52,7 +51,7 @@ export class Confirmations {
 
   /** The highest seq given to a reading (a refused one, or one of a replaced database, included). */
   lastSeq(): number {
-    return Math.max((this.q.maxSeq.get() as number | null) ?? 0, Number(this.store.getConfig('seq_floor') ?? 0));
+    return this.store.lastSeq();
   }
 
   /** The highest seq acknowledged by the broker (0: none). */

@@ -97,14 +97,19 @@ export class Store {
   }
 
   /**
-   * The seq the next reading gets, inside a write transaction: above every row and above the
-   * floor (seqs given to readings that were refused, or reached by a damaged database), read from
-   * the database each time because another writer (a CLI `record`) may have moved it.
+   * The highest seq given to a reading: the newest row's, or the floor (seqs given to readings that
+   * were refused, or reached by a damaged database), read from the database each time because
+   * another writer (a CLI `record`) may have moved it. Inside a write transaction, plus one is the
+   * next reading's seq.
    */
-  private nextSeq(): number {
+  lastSeq(): number {
     const r = this.stmts.seqAndFloor.get() as { m: number | null; floor: string | null };
     this.seqFloor = Math.max(this.seqFloor, Number(r.floor ?? 0));
-    return Math.max(r.m ?? 0, this.seqFloor) + 1;
+    return Math.max(r.m ?? 0, this.seqFloor);
+  }
+
+  private nextSeq(): number {
+    return this.lastSeq() + 1;
   }
 
   /** Stores the readings of one sampling tick in one transaction. They are safe when this returns. */
@@ -225,7 +230,7 @@ export class Store {
       parked: (this.stmts.countParked.get() as { n: number }).n,
       syncedTotal: Number(this.getConfig('synced_total') ?? 0),
       oldestPendingTs: oldest?.timestamp ?? null,
-      lastSeq: Math.max((this.stmts.maxSeq.get() as { m: number | null }).m ?? 0, this.seqFloor),
+      lastSeq: this.lastSeq(),
       fileBytes: this.fileBytes(),
     };
   }
