@@ -254,10 +254,11 @@ describe('node-cron is loaded only for schedules the periodic clock cannot run',
       import { MessageChannel } from 'node:worker_threads';
       // an import goes through the loader's hooks, a require() into require.cache: both are watched
       const seen = [];
+      let sentinelSeen;
+      const sentinel = new Promise((r) => (sentinelSeen = r));
       const { port1, port2 } = new MessageChannel();
-      port1.on('message', (url) => seen.push(url));
-      port1.unref();
-      const hooks = 'let port; export function initialize(d) { port = d.port; } export async function load(url, context, next) { if (url.includes("node-cron")) port.postMessage(url); return next(url, context); }';
+      port1.on('message', (url) => (url.includes('edge-sentinel') ? sentinelSeen() : seen.push(url)));
+      const hooks = 'let port; export function initialize(d) { port = d.port; } export async function load(url, context, next) { if (url.includes("node-cron") || url.includes("edge-sentinel")) port.postMessage(url); return next(url, context); }';
       register('data:text/javascript,' + encodeURIComponent(hooks), { data: { port: port2 }, transferList: [port2] });
       const { configSchema } = await import(${JSON.stringify(new URL('../dist/config/schema.js', import.meta.url).href)});
       const { Sampler } = await import(${JSON.stringify(new URL('../dist/sampler/sampler.js', import.meta.url).href)});
@@ -268,10 +269,13 @@ describe('node-cron is loaded only for schedules the periodic clock cannot run',
       const s = new Sampler(schedules.map((schedule, i) => ({ sensor: new SimulatedSensor({ name: 's' + i, unit: 'C', count: 1, min: 0, max: 1, step: 1, seed: 1 }), schedule })), { appendTicks() {} }, silentLogger(), { readTimeoutMs: 1000, clockFloorMs: 0 });
       s.start();
       await s.stop();
-      await new Promise((r) => setImmediate(r));
+      // messages from the hooks arrive in order: once the sentinel's is here, every earlier one is too
+      await import('data:text/javascript,export const sentinel = "edge-sentinel"');
+      await sentinel;
+      port1.close();
       const loaded = seen.length > 0 || Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('node-cron'));
       console.log(JSON.stringify({ valid: parsed.success, loaded }));`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
     expect(r.stderr).toBe('');
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as { valid: boolean; loaded: boolean };
   };
